@@ -1,0 +1,1 @@
+"""Commands: the only way to change tickets and accounts, for every interface alike."""

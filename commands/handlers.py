@@ -1,0 +1,183 @@
+"""One handler per command: load the aggregate, call one domain method, return what changed.
+
+Handlers neither save nor format replies; the command service does both, so every interface
+and the group-commit path share them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+from uuid import UUID
+
+from commands import models as m
+from commands.command_log import ticket_id_for
+from ticketing.domain import errors
+from ticketing.domain.account import Account
+from ticketing.domain.ticket import Ticket
+from ticketing.domain.values import Actor, ActorKind
+
+
+class HandlerContext(Protocol):
+    """What handlers may ask of the service: loading aggregates and configured vocabularies."""
+
+    categories: frozenset[str]
+
+    def load_ticket(self, ticket_id: UUID, expected_version: int | None = None) -> Ticket: ...
+
+    def load_account(self, account_id: str) -> Account: ...
+
+    def account_exists(self, account_id: str) -> bool: ...
+
+
+def _actor(command: m.Command) -> Actor:
+    return Actor(ActorKind(command.actor.kind), command.actor.id)
+
+
+def _cause(command: m.Command) -> dict[str, Any]:
+    return {"actor": _actor(command), "at": command.occurred_at, "command_id": command.command_id}
+
+
+def _check_category(ctx: HandlerContext, category: str | None) -> None:
+    if category is not None and category not in ctx.categories:
+        raise errors.ValidationError(
+            f"unknown category {category!r}; known: {', '.join(sorted(ctx.categories))}",
+            field="category",
+        )
+
+
+def open_ticket(cmd: m.OpenTicket, ctx: HandlerContext) -> Ticket:
+    account = ctx.load_account(cmd.account_id)
+    _check_category(ctx, cmd.category)
+    if cmd.follow_up_of is not None:
+        ctx.load_ticket(cmd.follow_up_of)
+    return Ticket.open(
+        ticket_id=ticket_id_for(cmd.command_id),
+        account_id=cmd.account_id,
+        account_tier=str(account.tier),
+        requester=cmd.requester,
+        subject=cmd.subject,
+        description=cmd.description,
+        channel=cmd.channel,
+        priority=cmd.priority,
+        category=cmd.category,
+        tags=cmd.tags,
+        follow_up_of=str(cmd.follow_up_of) if cmd.follow_up_of else None,
+        actor=_actor(cmd),
+        at=cmd.occurred_at,
+        command_id=cmd.command_id,
+    )
+
+
+def categorize_ticket(cmd: m.CategorizeTicket, ctx: HandlerContext) -> Ticket:
+    _check_category(ctx, cmd.category)
+    ticket = ctx.load_ticket(cmd.ticket_id, cmd.expected_version)
+    ticket.categorize(cmd.category, **_cause(cmd))
+    return ticket
+
+
+def prioritize_ticket(cmd: m.PrioritizeTicket, ctx: HandlerContext) -> Ticket:
+    ticket = ctx.load_ticket(cmd.ticket_id, cmd.expected_version)
+    ticket.prioritize(cmd.priority, **_cause(cmd))
+    return ticket
+
+
+def assign_ticket(cmd: m.AssignTicket, ctx: HandlerContext) -> Ticket:
+    ticket = ctx.load_ticket(cmd.ticket_id, cmd.expected_version)
+    ticket.assign(**cmd.changes(), **_cause(cmd))
+    return ticket
+
+
+def add_comment(cmd: m.AddComment, ctx: HandlerContext) -> Ticket:
+    ticket = ctx.load_ticket(cmd.ticket_id, cmd.expected_version)
+    ticket.add_comment(cmd.body, visibility=cmd.visibility, **_cause(cmd))
+    return ticket
+
+
+def change_status(cmd: m.ChangeStatus, ctx: HandlerContext) -> Ticket:
+    ticket = ctx.load_ticket(cmd.ticket_id, cmd.expected_version)
+    ticket.change_status(cmd.status, reason=cmd.reason, **_cause(cmd))
+    return ticket
+
+
+def resolve_ticket(cmd: m.ResolveTicket, ctx: HandlerContext) -> Ticket:
+    ticket = ctx.load_ticket(cmd.ticket_id, cmd.expected_version)
+    ticket.resolve(resolution=cmd.resolution, **_cause(cmd))
+    return ticket
+
+
+def reopen_ticket(cmd: m.ReopenTicket, ctx: HandlerContext) -> Ticket:
+    ticket = ctx.load_ticket(cmd.ticket_id, cmd.expected_version)
+    ticket.reopen(reason=cmd.reason, **_cause(cmd))
+    return ticket
+
+
+def close_ticket(cmd: m.CloseTicket, ctx: HandlerContext) -> Ticket:
+    ticket = ctx.load_ticket(cmd.ticket_id, cmd.expected_version)
+    ticket.close(**_cause(cmd))
+    return ticket
+
+
+def rate_ticket(cmd: m.RateTicket, ctx: HandlerContext) -> Ticket:
+    ticket = ctx.load_ticket(cmd.ticket_id, cmd.expected_version)
+    ticket.rate(cmd.score, comment=cmd.comment, **_cause(cmd))
+    return ticket
+
+
+def tag_ticket(cmd: m.TagTicket, ctx: HandlerContext) -> Ticket:
+    ticket = ctx.load_ticket(cmd.ticket_id, cmd.expected_version)
+    ticket.tag(cmd.tags, **_cause(cmd))
+    return ticket
+
+
+def untag_ticket(cmd: m.UntagTicket, ctx: HandlerContext) -> Ticket:
+    ticket = ctx.load_ticket(cmd.ticket_id, cmd.expected_version)
+    ticket.untag(cmd.tags, **_cause(cmd))
+    return ticket
+
+
+def create_account(cmd: m.CreateAccount, ctx: HandlerContext) -> Account:
+    if ctx.account_exists(cmd.account_id):
+        raise errors.AlreadyExistsError(
+            f"account {cmd.account_id!r} already exists", field="account_id"
+        )
+    return Account.register(
+        account_id=cmd.account_id,
+        name=cmd.account_name,
+        tier=cmd.tier,
+        actor=_actor(cmd),
+        at=cmd.occurred_at,
+        command_id=cmd.command_id,
+    )
+
+
+def change_account_tier(cmd: m.ChangeAccountTier, ctx: HandlerContext) -> Account:
+    account = ctx.load_account(cmd.account_id)
+    account.change_tier(cmd.tier, **_cause(cmd))
+    return account
+
+
+def rename_account(cmd: m.RenameAccount, ctx: HandlerContext) -> Account:
+    account = ctx.load_account(cmd.account_id)
+    account.rename(cmd.account_name, **_cause(cmd))
+    return account
+
+
+Handler = Callable[[Any, HandlerContext], Ticket | Account]
+
+HANDLERS: dict[type[m.Command], Handler] = {
+    m.OpenTicket: open_ticket,
+    m.CategorizeTicket: categorize_ticket,
+    m.PrioritizeTicket: prioritize_ticket,
+    m.AssignTicket: assign_ticket,
+    m.AddComment: add_comment,
+    m.ChangeStatus: change_status,
+    m.ResolveTicket: resolve_ticket,
+    m.ReopenTicket: reopen_ticket,
+    m.CloseTicket: close_ticket,
+    m.RateTicket: rate_ticket,
+    m.TagTicket: tag_ticket,
+    m.UntagTicket: untag_ticket,
+    m.CreateAccount: create_account,
+    m.ChangeAccountTier: change_account_tier,
+    m.RenameAccount: rename_account,
+}

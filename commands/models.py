@@ -1,0 +1,199 @@
+"""Command models: what a caller may ask for, validated strictly before any handler runs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar
+from uuid import UUID, uuid4
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+
+from ticketing.domain.values import (
+    IDENTIFIER_PATTERN,
+    TAG_PATTERN,
+    ActorKind,
+    Channel,
+    Priority,
+    SlaTier,
+    Status,
+    Visibility,
+)
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_SUBJECT_CHARS = 250
+MAX_TAGS = 20
+EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$"
+
+
+def _within_body_limit(text: str) -> str:
+    if len(text.encode("utf-8")) > MAX_BODY_BYTES:
+        raise ValueError(f"must be at most {MAX_BODY_BYTES} bytes of UTF-8")
+    return text
+
+
+Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN.pattern)]
+Tag = Annotated[str, StringConstraints(pattern=TAG_PATTERN.pattern)]
+Body = Annotated[str, StringConstraints(min_length=1), AfterValidator(_within_body_limit)]
+OptionalText = Annotated[str, AfterValidator(_within_body_limit)]
+Subject = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_SUBJECT_CHARS)
+]
+Email = Annotated[str, StringConstraints(pattern=EMAIL_PATTERN, max_length=254)]
+CategoryName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_\-]{0,39}$")]
+CommandId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^\S+$")]
+
+
+class ActorModel(BaseModel):
+    """Who asks: `{kind, id}`; recorded on every event the command causes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: ActorKind
+    id: Identifier
+
+    @classmethod
+    def parse(cls, text: str) -> ActorModel:
+        kind, _, ident = text.partition(":")
+        return cls.model_validate({"kind": kind, "id": ident})
+
+
+DEFAULT_ACTOR = ActorModel(kind=ActorKind.API, id="api")
+
+
+class Command(BaseModel):
+    """Common envelope: idempotency key, actor, historical time and optimistic version."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: ClassVar[str]
+
+    command_id: CommandId = Field(default_factory=lambda: str(uuid4()))
+    actor: ActorModel = DEFAULT_ACTOR
+    occurred_at: AwareDatetime | None = None
+    expected_version: Annotated[int, Field(ge=1)] | None = None
+
+
+class TicketCommand(Command):
+    ticket_id: UUID
+
+
+class OpenTicket(Command):
+    name: ClassVar[str] = "open_ticket"
+    account_id: Identifier
+    requester: Email
+    subject: Subject
+    description: OptionalText = ""
+    channel: Channel = Channel.WEB
+    priority: Priority = Priority.NORMAL
+    category: CategoryName | None = None
+    tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] = []
+    follow_up_of: UUID | None = None
+
+
+class CategorizeTicket(TicketCommand):
+    name: ClassVar[str] = "categorize_ticket"
+    category: CategoryName
+
+
+class PrioritizeTicket(TicketCommand):
+    name: ClassVar[str] = "prioritize_ticket"
+    priority: Priority
+
+
+class AssignTicket(TicketCommand):
+    """Fields left out keep their value; an explicit `null` unassigns."""
+
+    name: ClassVar[str] = "assign_ticket"
+    team: Identifier | None = None
+    agent: Identifier | None = None
+
+    def changes(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in ("team", "agent") if f in self.model_fields_set}
+
+
+class AddComment(TicketCommand):
+    name: ClassVar[str] = "add_comment"
+    body: Body
+    visibility: Visibility = Visibility.PUBLIC
+
+
+class ChangeStatus(TicketCommand):
+    name: ClassVar[str] = "change_status"
+    status: Status
+    reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+
+class ResolveTicket(TicketCommand):
+    name: ClassVar[str] = "resolve_ticket"
+    resolution: OptionalText | None = None
+
+
+class ReopenTicket(TicketCommand):
+    name: ClassVar[str] = "reopen_ticket"
+    reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+
+class CloseTicket(TicketCommand):
+    name: ClassVar[str] = "close_ticket"
+
+
+class RateTicket(TicketCommand):
+    name: ClassVar[str] = "rate_ticket"
+    score: Annotated[int, Field(ge=1, le=5, strict=True)]
+    comment: OptionalText | None = None
+
+
+class TagTicket(TicketCommand):
+    name: ClassVar[str] = "tag_ticket"
+    tags: Annotated[list[Tag], Field(min_length=1, max_length=MAX_TAGS)]
+
+
+class UntagTicket(TicketCommand):
+    name: ClassVar[str] = "untag_ticket"
+    tags: Annotated[list[Tag], Field(min_length=1, max_length=MAX_TAGS)]
+
+
+class CreateAccount(Command):
+    name: ClassVar[str] = "create_account"
+    account_id: Identifier
+    account_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    tier: SlaTier = SlaTier.STANDARD
+
+
+class ChangeAccountTier(Command):
+    name: ClassVar[str] = "change_account_tier"
+    account_id: Identifier
+    tier: SlaTier
+
+
+class RenameAccount(Command):
+    name: ClassVar[str] = "rename_account"
+    account_id: Identifier
+    account_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+COMMAND_TYPES: dict[str, type[Command]] = {
+    cls.name: cls
+    for cls in (
+        OpenTicket,
+        CategorizeTicket,
+        PrioritizeTicket,
+        AssignTicket,
+        AddComment,
+        ChangeStatus,
+        ResolveTicket,
+        ReopenTicket,
+        CloseTicket,
+        RateTicket,
+        TagTicket,
+        UntagTicket,
+        CreateAccount,
+        ChangeAccountTier,
+        RenameAccount,
+    )
+}
+"""Command name (as in `ticketing.cmd.<name>`) to its model."""

@@ -1,0 +1,250 @@
+"""The command service: validate, deduplicate, run one handler, commit atomically, reply.
+
+Every interface (Python API, CLI, NATS) goes through `execute` or `execute_many`."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+from pydantic import ValidationError as PydanticValidationError
+
+from commands import models as m
+from commands.application import TicketingApplication
+from commands.command_log import CommandRecord, command_record_id, ticket_id_for
+from commands.handlers import HANDLERS
+from commands.replies import Reply
+from ticketing.domain import errors
+from ticketing.domain.account import Account, account_uuid
+from ticketing.domain.events import event_payload
+from ticketing.domain.ticket import Ticket
+from ticketing.domain.values import DEFAULT_CATEGORIES
+
+
+class DuplicateCommandIdError(errors.TicketingError):
+    """A command id names one command forever; reusing it for another command is a mistake."""
+
+    code = "duplicate_command_id"
+
+
+@dataclass
+class _Decision:
+    """A handled command whose events are ready to commit."""
+
+    command: m.Command
+    events: list[Any]
+    record: CommandRecord
+    reply: Reply
+
+
+class CommandService:
+    """Runs commands against the event store with idempotency and optimistic concurrency."""
+
+    def __init__(
+        self,
+        app: TicketingApplication,
+        *,
+        categories: Iterable[str] = DEFAULT_CATEGORIES,
+        max_attempts: int = 10,
+    ) -> None:
+        self.app = app
+        self.categories = frozenset(categories)
+        self.max_attempts = max_attempts
+
+    # --- entry points ---------------------------------------------------------------------
+
+    def execute(self, command: m.Command) -> Reply:
+        try:
+            return self._execute(command)
+        except errors.TicketingError as error:
+            return Reply.from_error(error)
+
+    def execute_raw(self, name: str, payload: bytes | str | Mapping[str, Any]) -> Reply:
+        """Validate an untrusted payload (JSON text or a mapping) and run it."""
+        command = self.parse(name, payload)
+        return command if isinstance(command, Reply) else self.execute(command)
+
+    @staticmethod
+    def parse(name: str, payload: bytes | str | Mapping[str, Any]) -> m.Command | Reply:
+        model = m.COMMAND_TYPES.get(name)
+        if model is None:
+            return Reply.failure(
+                "validation_error",
+                f"unknown command {name!r}",
+                field="command",
+                known=sorted(m.COMMAND_TYPES),
+            )
+        try:
+            if isinstance(payload, bytes | str):
+                return model.model_validate_json(payload)
+            return model.model_validate(payload)
+        except PydanticValidationError as error:
+            return Reply.from_validation(error)
+
+    def execute_many(self, commands: Sequence[m.Command]) -> list[Reply]:
+        """Group commit: commands on different aggregates share one transaction, each still
+        atomic and idempotent; on any conflict the group falls back to one commit each."""
+        replies: list[Reply | None] = [None] * len(commands)
+        decided: list[tuple[int, _Decision]] = []
+        solo: list[int] = []
+        targets: set[UUID] = set()
+        for index, command in enumerate(commands):
+            target = _target_of(command)
+            if target in targets:
+                solo.append(index)
+                continue
+            targets.add(target)
+            try:
+                prior = self._prior_reply(command)
+                if prior is not None:
+                    replies[index] = prior
+                else:
+                    decided.append((index, self._decide(command)))
+            except errors.TicketingError as error:
+                replies[index] = Reply.from_error(error)
+        if decided:
+            try:
+                self._commit([d for _, d in decided])
+                for index, decision in decided:
+                    replies[index] = decision.reply
+            except IntegrityError:
+                solo.extend(index for index, _ in decided)
+        for index in sorted(solo):
+            replies[index] = self.execute(commands[index])
+        return [r if r is not None else Reply.failure("internal_error", "no reply") for r in replies]
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def load_ticket(self, ticket_id: UUID, expected_version: int | None = None) -> Ticket:
+        try:
+            ticket = self.app.get_ticket(ticket_id)
+        except AggregateNotFoundError:
+            ticket = None
+        if not isinstance(ticket, Ticket):
+            raise errors.NotFoundError(
+                f"ticket {ticket_id} not found", field="ticket_id", ticket_id=str(ticket_id)
+            )
+        if expected_version is not None and ticket.version != expected_version:
+            raise errors.VersionConflictError(
+                f"ticket {ticket_id} is at version {ticket.version}, not {expected_version}",
+                field="expected_version",
+                expected_version=expected_version,
+                actual_version=ticket.version,
+            )
+        return ticket
+
+    def load_account(self, account_id: str) -> Account:
+        try:
+            account = self.app.get_account(account_uuid(account_id))
+        except AggregateNotFoundError:
+            account = None
+        if not isinstance(account, Account):
+            raise errors.NotFoundError(
+                f"account {account_id!r} not found", field="account_id", account_id=account_id
+            )
+        return account
+
+    def account_exists(self, account_id: str) -> bool:
+        return account_uuid(account_id) in self.app.repository
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _execute(self, command: m.Command) -> Reply:
+        for attempt in range(self.max_attempts):
+            prior = self._prior_reply(command)
+            if prior is not None:
+                return prior
+            decision = self._decide(command)
+            try:
+                self._commit([decision])
+            except IntegrityError:
+                if command.expected_version is not None:
+                    raise errors.VersionConflictError(
+                        "the ticket changed while this command ran",
+                        field="expected_version",
+                        expected_version=command.expected_version,
+                    ) from None
+                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                continue
+            return decision.reply
+        raise errors.VersionConflictError(
+            f"gave up after {self.max_attempts} concurrent-write conflicts; try again"
+        )
+
+    def _decide(self, command: m.Command) -> _Decision:
+        aggregate = HANDLERS[type(command)](command, self)
+        events = list(aggregate.collect_events())
+        from_version = events[0].originator_version - 1 if events else aggregate.version
+        is_ticket = isinstance(aggregate, Ticket)
+        record = CommandRecord.record(
+            command.command_id,
+            command_name=command.name,
+            aggregate_kind="ticket" if is_ticket else "account",
+            aggregate_id=str(aggregate.id),
+            from_version=from_version,
+            to_version=aggregate.version,
+        )
+        reply = self._reply(record, events, aggregate)
+        return _Decision(command, events, record, reply)
+
+    def _commit(self, decisions: Sequence[_Decision]) -> None:
+        pending: list[Any] = []
+        for decision in decisions:
+            pending.extend(decision.events)
+            pending.extend(decision.record.collect_events())
+        self.app.save(*pending)
+
+    def _prior_reply(self, command: m.Command) -> Reply | None:
+        try:
+            record = self.app.repository.get(command_record_id(command.command_id))
+        except AggregateNotFoundError:
+            return None
+        if record.command_name != command.name:
+            raise DuplicateCommandIdError(
+                f"command id {command.command_id!r} was already used for {record.command_name}",
+                field="command_id",
+            )
+        events = list(
+            self.app.events.get(
+                UUID(record.aggregate_id), gt=record.from_version, lte=record.to_version
+            )
+        )
+        if record.aggregate_kind == "ticket":
+            return Reply(
+                ok=True,
+                ticket_id=record.aggregate_id,
+                version=record.to_version,
+                events=[event_payload(e) for e in events],
+            )
+        account = self.app.get_account(UUID(record.aggregate_id))
+        return Reply(
+            ok=True,
+            account_id=account.account_id,
+            version=record.to_version,
+            events=[event_payload(e) for e in events],
+        )
+
+    @staticmethod
+    def _reply(record: CommandRecord, events: list[Any], aggregate: Ticket | Account) -> Reply:
+        payloads = [event_payload(e) for e in events]
+        if isinstance(aggregate, Ticket):
+            return Reply(ok=True, ticket_id=str(aggregate.id), version=aggregate.version, events=payloads)
+        return Reply(
+            ok=True, account_id=aggregate.account_id, version=aggregate.version, events=payloads
+        )
+
+
+def _target_of(command: m.Command) -> UUID:
+    """The aggregate a command changes, known before it runs (for grouping)."""
+    if isinstance(command, m.TicketCommand):
+        return command.ticket_id
+    if isinstance(command, m.OpenTicket):
+        return ticket_id_for(command.command_id)
+    account_id: str = getattr(command, "account_id")
+    return account_uuid(account_id)

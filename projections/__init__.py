@@ -1,0 +1,1 @@
+"""Projections: relay, projectors, their stores and queries (built in later issues)."""

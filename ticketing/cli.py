@@ -1,0 +1,420 @@
+"""The `ticketing` command line: turns arguments into one command, runs it, prints the reply."""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import json
+import re
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+from uuid import UUID
+
+import click
+
+from commands.replies import Reply
+from commands.service import CommandService
+from ticketing import output
+from ticketing.bootstrap import build_command_service
+from ticketing.domain.errors import TicketingError
+from ticketing.domain.events import event_payload
+from ticketing.domain.values import Channel, Priority, SlaTier, Status
+from ticketing.settings import Settings, SettingsError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CliError(Exception):
+    """Ends the command with one line on stderr and a non-zero exit."""
+
+    def __init__(self, code: str, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.exit_code = exit_code
+
+
+def default_actor() -> str:
+    """People at a terminal are usually agents; name them after their login."""
+    try:
+        login = re.sub(r"[^A-Za-z0-9_.@\-]", "", getpass.getuser()) or "cli"
+    except (KeyError, OSError):
+        login = "cli"
+    return f"agent:{login}"
+
+
+class Context:
+    """Per-invocation state: settings and a lazily built command service."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._service: CommandService | None = None
+
+    @property
+    def service(self) -> CommandService:
+        if self._service is None:
+            self._service = build_command_service(self.settings)
+        return self._service
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group()
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False),
+    envvar="TICKETING_HOME",
+    help="Data directory (event store, NATS store, projections). Default ./.ticketing.",
+)
+@click.version_option(package_name="ticketing")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None) -> None:
+    """Event-sourced support ticketing: every change is an immutable event."""
+    try:
+        settings = Settings.from_env().with_home(home)
+    except SettingsError as error:
+        raise CliError("configuration_error", str(error), 2) from error
+    ctx.obj = Context(settings)
+
+
+def command_options(func: F) -> F:
+    """Options every state-changing command shares."""
+    options = [
+        click.option(
+            "--as",
+            "actor",
+            default=default_actor,
+            show_default="agent:<your login>",
+            help="Who acts, as KIND:ID (customer, agent, system, automation, ai, api).",
+        ),
+        click.option("--command-id", help="Idempotency key: repeating it returns the first reply."),
+        click.option("--at", "occurred_at", help="When it happened (ISO 8601 with zone); default now."),
+        click.option(
+            "--expected-version", type=int, help="Fail with version_conflict unless at this version."
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print the reply object as JSON."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _envelope(
+    actor: str, command_id: str | None, occurred_at: str | None, expected_version: int | None
+) -> dict[str, Any]:
+    kind, sep, ident = actor.partition(":")
+    if not sep:
+        raise CliError("validation_error", f"--as: expected KIND:ID, got {actor!r}")
+    payload: dict[str, Any] = {"actor": {"kind": kind, "id": ident}}
+    if command_id is not None:
+        payload["command_id"] = command_id
+    if occurred_at is not None:
+        payload["occurred_at"] = occurred_at
+    if expected_version is not None:
+        payload["expected_version"] = expected_version
+    return payload
+
+
+def run_command(name: str, fields: dict[str, Any], common: dict[str, Any]) -> None:
+    """Validate and execute one command, then print its reply for people or machines."""
+    as_json = common.pop("as_json")
+    obj: Context = click.get_current_context().find_object(Context)  # type: ignore[assignment]
+    payload = {**_envelope(**common), **{k: v for k, v in fields.items()}}
+    reply = obj.service.execute_raw(name, payload)
+    print_reply(reply, as_json=as_json, brief=name == "open_ticket")
+
+
+def print_reply(reply: Reply, *, as_json: bool, brief: bool = False) -> None:
+    if as_json:
+        click.echo(reply.to_json())
+    if not reply.ok:
+        assert reply.error is not None
+        raise CliError(reply.error.code, reply.error.message, 0 if False else 1)
+    if as_json:
+        return
+    if brief:
+        click.echo(reply.ticket_id)
+        return
+    subject = f"ticket {reply.ticket_id}" if reply.ticket_id else f"account {reply.account_id}"
+    if not reply.events:
+        click.echo(f"{subject} unchanged (version {reply.version})")
+        return
+    changes = "; ".join(f"{e['type']}: {output.describe_change(e)}" for e in reply.events)
+    click.echo(f"{subject} -> version {reply.version}: {changes}")
+
+
+def ticket_argument(func: F) -> F:
+    return click.argument("ticket")(func)
+
+
+# --- accounts ----------------------------------------------------------------------------
+
+
+@cli.group()
+def account() -> None:
+    """Customer organisations and their SLA tier."""
+
+
+@account.command("create")
+@click.argument("account_id")
+@click.option("--name", required=True, help="The organisation's display name.")
+@click.option(
+    "--tier",
+    type=click.Choice([t.value for t in SlaTier]),
+    default="standard",
+    show_default=True,
+    help="SLA tier.",
+)
+@command_options
+def account_create(account_id: str, name: str, tier: str, **common: Any) -> None:
+    """Register an account."""
+    run_command(
+        "create_account", {"account_id": account_id, "account_name": name, "tier": tier}, common
+    )
+
+
+@account.command("set-tier")
+@click.argument("account_id")
+@click.argument("tier", type=click.Choice([t.value for t in SlaTier]))
+@command_options
+def account_set_tier(account_id: str, tier: str, **common: Any) -> None:
+    """Move an account to another SLA tier (recorded as an event)."""
+    run_command("change_account_tier", {"account_id": account_id, "tier": tier}, common)
+
+
+@account.command("show")
+@click.argument("account_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def account_show(obj: Context, account_id: str, as_json: bool) -> None:
+    """Show an account's current state."""
+    state = obj.service.load_account(account_id).as_dict()
+    if as_json:
+        click.echo(json.dumps(state))
+    else:
+        click.echo(output.table([list(state.values())], list(state)))
+
+
+# --- tickets -----------------------------------------------------------------------------
+
+
+@cli.command("open")
+@click.option("--account", "account_id", required=True, help="Account id of the customer.")
+@click.option("--requester", required=True, help="Requester's email address.")
+@click.option("--subject", required=True, help="One line, at most 250 characters.")
+@click.option("--description", default="", help="The full problem description.")
+@click.option("--channel", type=click.Choice([c.value for c in Channel]), default="web", show_default=True)
+@click.option("--priority", type=click.Choice([p.value for p in Priority]), default="normal", show_default=True)
+@click.option("--category", help="Category from the configured taxonomy.")
+@click.option("--tag", "tags", multiple=True, help="A tag (repeatable).")
+@click.option("--follow-up-of", help="The closed ticket this one follows up.")
+@command_options
+def open_ticket(
+    account_id: str,
+    requester: str,
+    subject: str,
+    description: str,
+    channel: str,
+    priority: str,
+    category: str | None,
+    tags: tuple[str, ...],
+    follow_up_of: str | None,
+    **common: Any,
+) -> None:
+    """Open a ticket and print its id."""
+    fields: dict[str, Any] = {
+        "account_id": account_id,
+        "requester": requester,
+        "subject": subject,
+        "description": description,
+        "channel": channel,
+        "priority": priority,
+        "category": category,
+        "tags": list(tags),
+        "follow_up_of": follow_up_of,
+    }
+    run_command("open_ticket", fields, common)
+
+
+@cli.command()
+@ticket_argument
+@click.argument("category")
+@command_options
+def categorize(ticket: str, category: str, **common: Any) -> None:
+    """Set a ticket's category."""
+    run_command("categorize_ticket", {"ticket_id": ticket, "category": category}, common)
+
+
+@cli.command()
+@ticket_argument
+@click.argument("priority", type=click.Choice([p.value for p in Priority]))
+@command_options
+def prioritize(ticket: str, priority: str, **common: Any) -> None:
+    """Set a ticket's priority."""
+    run_command("prioritize_ticket", {"ticket_id": ticket, "priority": priority}, common)
+
+
+@cli.command()
+@ticket_argument
+@click.option("--team", help="Route to this team.")
+@click.option("--agent", help="Give to this agent.")
+@click.option("--no-team", is_flag=True, help="Remove the team.")
+@click.option("--no-agent", is_flag=True, help="Remove the agent.")
+@command_options
+def assign(
+    ticket: str,
+    team: str | None,
+    agent: str | None,
+    no_team: bool,
+    no_agent: bool,
+    **common: Any,
+) -> None:
+    """Assign a ticket to a team and/or an agent, or unassign."""
+    if team and no_team or agent and no_agent:
+        raise CliError("validation_error", "give either --team/--agent or --no-team/--no-agent")
+    fields: dict[str, Any] = {"ticket_id": ticket}
+    if team or no_team:
+        fields["team"] = team
+    if agent or no_agent:
+        fields["agent"] = agent
+    if len(fields) == 1:
+        raise CliError("validation_error", "assign needs --team, --agent, --no-team or --no-agent")
+    run_command("assign_ticket", fields, common)
+
+
+@cli.command()
+@ticket_argument
+@click.option("--body", required=True, help="The text (at most 64 KiB).")
+@click.option("--internal", is_flag=True, help="An internal note instead of a public reply.")
+@command_options
+def comment(ticket: str, body: str, internal: bool, **common: Any) -> None:
+    """Add a public reply or an internal note."""
+    fields = {"ticket_id": ticket, "body": body, "visibility": "internal" if internal else "public"}
+    run_command("add_comment", fields, common)
+
+
+@cli.command("set-status")
+@ticket_argument
+@click.argument("status", type=click.Choice([s.value for s in Status]))
+@click.option("--reason", help="Why (recorded with the change).")
+@command_options
+def set_status(ticket: str, status: str, reason: str | None, **common: Any) -> None:
+    """Move a ticket to another status (within the status model)."""
+    run_command("change_status", {"ticket_id": ticket, "status": status, "reason": reason}, common)
+
+
+@cli.command()
+@ticket_argument
+@click.option("--resolution", help="How it was solved.")
+@command_options
+def resolve(ticket: str, resolution: str | None, **common: Any) -> None:
+    """Mark a ticket solved."""
+    run_command("resolve_ticket", {"ticket_id": ticket, "resolution": resolution}, common)
+
+
+@cli.command()
+@ticket_argument
+@click.option("--reason", help="Why it is reopened.")
+@command_options
+def reopen(ticket: str, reason: str | None, **common: Any) -> None:
+    """Reopen a solved ticket."""
+    run_command("reopen_ticket", {"ticket_id": ticket, "reason": reason}, common)
+
+
+@cli.command()
+@ticket_argument
+@command_options
+def close(ticket: str, **common: Any) -> None:
+    """Close a solved ticket (archived, read-only, still viewable)."""
+    run_command("close_ticket", {"ticket_id": ticket}, common)
+
+
+@cli.command()
+@ticket_argument
+@click.option("--score", type=int, required=True, help="CSAT score 1-5.")
+@click.option("--comment", "rating_comment", help="What the customer said.")
+@command_options
+def rate(ticket: str, score: int, rating_comment: str | None, **common: Any) -> None:
+    """Record a CSAT rating on a solved or closed ticket."""
+    fields = {"ticket_id": ticket, "score": score, "comment": rating_comment}
+    run_command("rate_ticket", fields, common)
+
+
+@cli.command()
+@ticket_argument
+@click.argument("tags", nargs=-1, required=True)
+@command_options
+def tag(ticket: str, tags: tuple[str, ...], **common: Any) -> None:
+    """Add tags."""
+    run_command("tag_ticket", {"ticket_id": ticket, "tags": list(tags)}, common)
+
+
+@cli.command()
+@ticket_argument
+@click.argument("tags", nargs=-1, required=True)
+@command_options
+def untag(ticket: str, tags: tuple[str, ...], **common: Any) -> None:
+    """Remove tags."""
+    run_command("untag_ticket", {"ticket_id": ticket, "tags": list(tags)}, common)
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+def _ticket_uuid(text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise CliError("validation_error", f"ticket_id: not a ticket id: {text!r}") from None
+
+
+@cli.command()
+@ticket_argument
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def show(obj: Context, ticket: str, as_json: bool) -> None:
+    """Show a ticket's current state."""
+    state = obj.service.load_ticket(_ticket_uuid(ticket)).as_dict()
+    click.echo(json.dumps(state) if as_json else output.ticket_card(state))
+
+
+@cli.command()
+@ticket_argument
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of events.")
+@pass_context
+def log(obj: Context, ticket: str, as_json: bool) -> None:
+    """List a ticket's events, oldest first."""
+    ticket_id = _ticket_uuid(ticket)
+    obj.service.load_ticket(ticket_id)
+    events = [event_payload(e) for e in obj.service.app.events.get(ticket_id)]
+    click.echo(json.dumps(events) if as_json else output.events_table(events))
+
+
+# --- entry point -------------------------------------------------------------------------
+
+
+def _fail(code: str, message: str, exit_code: int) -> NoReturn:
+    click.echo(f"error: {code}: {message}", err=True)
+    sys.exit(exit_code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; every failure becomes one `error: CODE: message` line and a non-zero exit."""
+    try:
+        cli.main(args=argv, prog_name="ticketing", standalone_mode=False)
+    except CliError as error:
+        _fail(error.code, error.message, error.exit_code)
+    except TicketingError as error:
+        _fail(error.code, error.message, 1)
+    except click.exceptions.Abort:
+        _fail("aborted", "interrupted", 130)
+    except click.ClickException as error:
+        _fail("usage_error", error.format_message(), error.exit_code)
+    except Exception as error:  # noqa: BLE001 - the CLI promises no tracebacks
+        _fail("internal_error", f"{type(error).__name__}: {error}", 3)
+
+
+if __name__ == "__main__":
+    main()

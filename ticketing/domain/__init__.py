@@ -1,0 +1,1 @@
+"""The pure ticketing core: aggregates, events, values and errors, free of infrastructure."""

@@ -1,0 +1,105 @@
+"""The Account aggregate: a customer organisation and the SLA tier its tickets are served at."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate
+
+from ticketing.domain.clock import as_utc, utc_now
+from ticketing.domain.events import AccountRegistered, AccountRenamed, AccountTierChanged
+from ticketing.domain.values import Actor, SlaTier
+
+_ACCOUNT_NAMESPACE = uuid5(NAMESPACE_URL, "ticketing:account")
+
+
+def account_uuid(account_id: str) -> UUID:
+    """Accounts are named by readable ids; the store needs a UUID, so derive it stably."""
+    return uuid5(_ACCOUNT_NAMESPACE, account_id)
+
+
+class Account(Aggregate):
+    """A customer organisation; its tier decides the SLA its tickets are held to."""
+
+    def __init__(self) -> None:
+        self.account_id = ""
+        self.name = ""
+        self.tier = SlaTier.STANDARD
+        self.last_occurred_at = utc_now()
+
+    @classmethod
+    def register(
+        cls,
+        *,
+        account_id: str,
+        name: str,
+        tier: SlaTier,
+        actor: Actor,
+        at: datetime | None = None,
+        command_id: str = "",
+    ) -> Account:
+        return cls._create(
+            AccountRegistered,
+            id=account_uuid(account_id),
+            account_id=account_id,
+            name=name,
+            tier=str(SlaTier(tier)),
+            actor=actor.as_dict(),
+            occurred_at=as_utc(at) if at else utc_now(),
+            command_id=command_id,
+        )
+
+    def change_tier(
+        self, tier: SlaTier, *, actor: Actor, at: datetime | None = None, command_id: str = ""
+    ) -> None:
+        tier = SlaTier(tier)
+        if tier is self.tier:
+            return
+        self.trigger_event(
+            AccountTierChanged,
+            tier=str(tier),
+            previous_tier=str(self.tier),
+            actor=actor.as_dict(),
+            occurred_at=self._moment(at),
+            command_id=command_id,
+        )
+
+    def rename(
+        self, name: str, *, actor: Actor, at: datetime | None = None, command_id: str = ""
+    ) -> None:
+        if name == self.name:
+            return
+        self.trigger_event(
+            AccountRenamed,
+            name=name,
+            previous_name=self.name,
+            actor=actor.as_dict(),
+            occurred_at=self._moment(at),
+            command_id=command_id,
+        )
+
+    def evolve(self, event: Any) -> None:
+        match event:
+            case AccountRegistered():
+                self.account_id = event.account_id
+                self.name = event.name
+                self.tier = SlaTier(event.tier)
+            case AccountTierChanged():
+                self.tier = SlaTier(event.tier)
+            case AccountRenamed():
+                self.name = event.name
+        self.last_occurred_at = event.occurred_at
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "account_id": self.account_id,
+            "name": self.name,
+            "tier": str(self.tier),
+            "version": self.version,
+        }
+
+    def _moment(self, at: datetime | None) -> datetime:
+        # Accounts change rarely and out of band; a past time is accepted as given.
+        return as_utc(at) if at else max(utc_now(), self.last_occurred_at)

@@ -1,0 +1,475 @@
+"""The Ticket aggregate: enforces the status model and records every change as an event."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Final
+from uuid import UUID, uuid4
+
+from eventsourcing.domain import Aggregate
+
+from ticketing.domain import errors
+from ticketing.domain.clock import as_utc, utc_now
+from ticketing.domain.events import (
+    CommentAdded,
+    StatusChanged,
+    TicketAssigned,
+    TicketCategorized,
+    TicketClosed,
+    TicketOpened,
+    TicketPrioritized,
+    TicketRated,
+    TicketReopened,
+    TicketResolved,
+    TicketTagged,
+    TicketUntagged,
+)
+from ticketing.domain.status_rules import RATEABLE, can_move
+from ticketing.domain.values import (
+    TAG_PATTERN,
+    Actor,
+    ActorKind,
+    Channel,
+    Priority,
+    Status,
+    Visibility,
+)
+
+
+class _Keep:
+    """Marks an assignment field the caller did not mention (as opposed to `None`, unassign)."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Final = _Keep()
+
+
+class Ticket(Aggregate):
+    """A customer problem tracked from opening to closure; closed tickets stay replayable."""
+
+    def __init__(self) -> None:
+        """State is set by `evolve(TicketOpened)`, so a replay builds it the same way."""
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        account_id: str,
+        account_tier: str,
+        requester: str,
+        subject: str,
+        actor: Actor,
+        description: str = "",
+        channel: Channel = Channel.WEB,
+        priority: Priority = Priority.NORMAL,
+        category: str | None = None,
+        tags: Iterable[str] = (),
+        follow_up_of: str | None = None,
+        at: datetime | None = None,
+        command_id: str = "",
+        ticket_id: UUID | None = None,
+    ) -> Ticket:
+        tag_list = _checked_tags(tags)
+        return cls._create(
+            TicketOpened,
+            id=ticket_id or uuid4(),
+            account_id=account_id,
+            account_tier=str(account_tier),
+            requester=requester,
+            subject=subject,
+            description=description,
+            channel=str(Channel(channel)),
+            priority=str(Priority(priority)),
+            category=category,
+            tags=tag_list,
+            follow_up_of=follow_up_of,
+            actor=actor.as_dict(),
+            occurred_at=as_utc(at) if at else utc_now(),
+            command_id=command_id,
+        )
+
+    # --- commands -------------------------------------------------------------------------
+
+    def categorize(
+        self, category: str, *, actor: Actor, at: datetime | None = None, command_id: str = ""
+    ) -> None:
+        self._refuse_if_closed("categorize")
+        if category == self.category:
+            return
+        self._record(
+            TicketCategorized,
+            actor,
+            at,
+            command_id,
+            category=category,
+            previous_category=self.category,
+        )
+
+    def prioritize(
+        self, priority: Priority, *, actor: Actor, at: datetime | None = None, command_id: str = ""
+    ) -> None:
+        self._refuse_if_closed("prioritize")
+        priority = Priority(priority)
+        if priority is self.priority:
+            return
+        self._record(
+            TicketPrioritized,
+            actor,
+            at,
+            command_id,
+            priority=str(priority),
+            previous_priority=str(self.priority),
+        )
+
+    def assign(
+        self,
+        *,
+        actor: Actor,
+        team: str | None | _Keep = KEEP,
+        agent: str | None | _Keep = KEEP,
+        at: datetime | None = None,
+        command_id: str = "",
+    ) -> None:
+        """Route to a team and/or an agent; `None` unassigns. Giving a new ticket to an agent
+        starts work on it (new -> open); routing to a team alone is triage and keeps it new."""
+        self._refuse_if_closed("assign")
+        new_team = self.team if isinstance(team, _Keep) else team
+        new_agent = self.agent if isinstance(agent, _Keep) else agent
+        if (new_team, new_agent) == (self.team, self.agent):
+            return
+        moment = self._moment(at)
+        self._record(
+            TicketAssigned,
+            actor,
+            moment,
+            command_id,
+            team=new_team,
+            agent=new_agent,
+            previous_team=self.team,
+            previous_agent=self.agent,
+        )
+        if self.status is Status.NEW and new_agent is not None:
+            self._record_status(StatusChanged, Status.OPEN, actor, moment, command_id, "assigned")
+
+    def add_comment(
+        self,
+        body: str,
+        *,
+        actor: Actor,
+        visibility: Visibility = Visibility.PUBLIC,
+        at: datetime | None = None,
+        command_id: str = "",
+    ) -> None:
+        """A public reply or internal note; replies move the status the way support teams
+        expect: an agent's first reply starts work, a customer's reply brings it back to us."""
+        self._refuse_if_closed("comment on")
+        visibility = Visibility(visibility)
+        if not body.strip():
+            raise errors.ValidationError("a comment needs a body", field="body")
+        if actor.kind is ActorKind.CUSTOMER and visibility is Visibility.INTERNAL:
+            raise errors.ForbiddenError(
+                "customers cannot add internal notes", field="visibility"
+            )
+        moment = self._moment(at)
+        self._record(
+            CommentAdded,
+            actor,
+            moment,
+            command_id,
+            comment_id=f"c{len(self.comments) + 1}",
+            body=body,
+            visibility=str(visibility),
+        )
+        if visibility is not Visibility.PUBLIC:
+            return
+        if actor.is_agent and self.status is Status.NEW:
+            self._record_status(
+                StatusChanged, Status.OPEN, actor, moment, command_id, "agent_replied"
+            )
+        elif actor.kind is ActorKind.CUSTOMER and self.status is Status.PENDING:
+            self._record_status(
+                StatusChanged, Status.OPEN, actor, moment, command_id, "customer_replied"
+            )
+        elif actor.kind is ActorKind.CUSTOMER and self.status is Status.SOLVED:
+            self._record_status(
+                TicketReopened, Status.OPEN, actor, moment, command_id, "customer_replied"
+            )
+
+    def change_status(
+        self,
+        status: Status | str,
+        *,
+        actor: Actor,
+        reason: str | None = None,
+        at: datetime | None = None,
+        command_id: str = "",
+    ) -> None:
+        """Any allowed move; solving, reopening and closing get their own, more telling events."""
+        target = Status(status)
+        if target is self.status:
+            return
+        self._refuse_if_closed("change the status of")
+        self._check_transition(target)
+        if target is Status.SOLVED:
+            self.resolve(actor=actor, resolution=reason, at=at, command_id=command_id)
+        elif target is Status.CLOSED:
+            self.close(actor=actor, at=at, command_id=command_id)
+        elif self.status is Status.SOLVED:
+            self.reopen(actor=actor, reason=reason, at=at, command_id=command_id)
+        else:
+            self._record_status(StatusChanged, target, actor, at, command_id, reason)
+
+    def resolve(
+        self,
+        *,
+        actor: Actor,
+        resolution: str | None = None,
+        at: datetime | None = None,
+        command_id: str = "",
+    ) -> None:
+        if self.status is Status.SOLVED and resolution in (None, self.resolution):
+            return
+        self._refuse_if_closed("resolve")
+        self._check_transition(Status.SOLVED)
+        self._record(
+            TicketResolved,
+            actor,
+            at,
+            command_id,
+            from_status=str(self.status),
+            to_status=str(Status.SOLVED),
+            resolution=resolution,
+        )
+
+    def reopen(
+        self,
+        *,
+        actor: Actor,
+        reason: str | None = None,
+        at: datetime | None = None,
+        command_id: str = "",
+    ) -> None:
+        self._refuse_if_closed("reopen")
+        if self.status is not Status.SOLVED:
+            raise errors.InvalidTransitionError(
+                f"only a solved ticket can be reopened; this one is {self.status}",
+                from_status=str(self.status),
+                to_status=str(Status.OPEN),
+            )
+        self._record_status(TicketReopened, Status.OPEN, actor, at, command_id, reason)
+
+    def close(self, *, actor: Actor, at: datetime | None = None, command_id: str = "") -> None:
+        if self.status is Status.CLOSED:
+            return
+        self._check_transition(Status.CLOSED)
+        self._record(
+            TicketClosed,
+            actor,
+            at,
+            command_id,
+            from_status=str(self.status),
+            to_status=str(Status.CLOSED),
+        )
+
+    def rate(
+        self,
+        score: int,
+        *,
+        actor: Actor,
+        comment: str | None = None,
+        at: datetime | None = None,
+        command_id: str = "",
+    ) -> None:
+        """CSAT on solved or closed tickets only; a later rating replaces the earlier one."""
+        if not 1 <= score <= 5:
+            raise errors.ValidationError("score must be between 1 and 5", field="score")
+        if self.status not in RATEABLE:
+            raise errors.InvalidTransitionError(
+                f"only solved or closed tickets can be rated; this one is {self.status}",
+                status=str(self.status),
+            )
+        if self.rating == {"score": score, "comment": comment}:
+            return
+        self._record(TicketRated, actor, at, command_id, score=score, comment=comment)
+
+    def tag(
+        self, tags: Iterable[str], *, actor: Actor, at: datetime | None = None, command_id: str = ""
+    ) -> None:
+        self._refuse_if_closed("tag")
+        added = [t for t in _checked_tags(tags) if t not in self.tags]
+        if added:
+            self._record(TicketTagged, actor, at, command_id, tags=added)
+
+    def untag(
+        self, tags: Iterable[str], *, actor: Actor, at: datetime | None = None, command_id: str = ""
+    ) -> None:
+        self._refuse_if_closed("untag")
+        removed = [t for t in _checked_tags(tags) if t in self.tags]
+        if removed:
+            self._record(TicketUntagged, actor, at, command_id, tags=removed)
+
+    # --- state ----------------------------------------------------------------------------
+
+    def evolve(self, event: Any) -> None:
+        """Apply one event to the state; the only place ticket state changes."""
+        if isinstance(event, TicketOpened):
+            self._open(event)
+            return
+        self.last_occurred_at = event.occurred_at
+        match event:
+            case TicketCategorized():
+                self.category = event.category
+            case TicketPrioritized():
+                self.priority = Priority(event.priority)
+            case TicketAssigned():
+                self.team, self.agent = event.team, event.agent
+            case CommentAdded():
+                self.comments.append(
+                    {
+                        "comment_id": event.comment_id,
+                        "body": event.body,
+                        "visibility": event.visibility,
+                        "author": dict(event.actor),
+                        "occurred_at": event.occurred_at,
+                    }
+                )
+            case TicketResolved():
+                self.status = Status.SOLVED
+                self.resolution = event.resolution
+            case TicketReopened():
+                self.status = Status.OPEN
+                self.reopen_count += 1
+            case StatusChanged() | TicketClosed():
+                self.status = Status(event.to_status)
+            case TicketRated():
+                self.rating = {"score": event.score, "comment": event.comment}
+            case TicketTagged():
+                self.tags = sorted({*self.tags, *event.tags})
+            case TicketUntagged():
+                self.tags = [t for t in self.tags if t not in event.tags]
+
+    def _open(self, event: TicketOpened) -> None:
+        self.account_id: str = event.account_id
+        self.account_tier: str = event.account_tier
+        self.requester: str = event.requester
+        self.subject: str = event.subject
+        self.description: str = event.description
+        self.channel: Channel = Channel(event.channel)
+        self.priority: Priority = Priority(event.priority)
+        self.category: str | None = event.category
+        self.tags: list[str] = sorted(event.tags)
+        self.follow_up_of: str | None = event.follow_up_of
+        self.team: str | None = None
+        self.agent: str | None = None
+        self.status: Status = Status.NEW
+        self.comments: list[dict[str, Any]] = []
+        self.resolution: str | None = None
+        self.rating: dict[str, Any] | None = None
+        self.opened_at: datetime = event.occurred_at
+        self.last_occurred_at: datetime = event.occurred_at
+        self.reopen_count: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Current state in plain values, for `show` and replies."""
+        return {
+            "ticket_id": str(self.id),
+            "version": self.version,
+            "account_id": self.account_id,
+            "account_tier": self.account_tier,
+            "requester": self.requester,
+            "subject": self.subject,
+            "description": self.description,
+            "channel": str(self.channel),
+            "priority": str(self.priority),
+            "category": self.category,
+            "tags": list(self.tags),
+            "status": str(self.status),
+            "team": self.team,
+            "agent": self.agent,
+            "resolution": self.resolution,
+            "rating": dict(self.rating) if self.rating else None,
+            "reopen_count": self.reopen_count,
+            "follow_up_of": self.follow_up_of,
+            "opened_at": self.opened_at.isoformat(),
+            "updated_at": self.last_occurred_at.isoformat(),
+            "comments": [
+                {**c, "occurred_at": c["occurred_at"].isoformat()} for c in self.comments
+            ],
+        }
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _moment(self, at: datetime | None) -> datetime:
+        if at is None:
+            # The clock may lag a historical import; never let it move a ticket backwards.
+            return max(utc_now(), self.last_occurred_at)
+        moment = as_utc(at)
+        if moment < self.last_occurred_at:
+            raise errors.TimeOutOfOrderError(
+                "a change cannot be dated before the ticket's latest change",
+                field="occurred_at",
+                occurred_at=moment.isoformat(),
+                latest=self.last_occurred_at.isoformat(),
+            )
+        return moment
+
+    def _record(
+        self,
+        event_class: Any,
+        actor: Actor,
+        at: datetime | None,
+        command_id: str,
+        **fields: Any,
+    ) -> None:
+        self.trigger_event(
+            event_class,
+            actor=actor.as_dict(),
+            occurred_at=self._moment(at),
+            command_id=command_id,
+            **fields,
+        )
+
+    def _record_status(
+        self,
+        event_class: Any,
+        target: Status,
+        actor: Actor,
+        at: datetime | None,
+        command_id: str,
+        reason: str | None,
+    ) -> None:
+        self._record(
+            event_class,
+            actor,
+            at,
+            command_id,
+            from_status=str(self.status),
+            to_status=str(target),
+            reason=reason,
+        )
+
+    def _refuse_if_closed(self, verb: str) -> None:
+        if self.status is Status.CLOSED:
+            raise errors.TicketClosedError(
+                f"cannot {verb} a closed ticket; open a follow-up ticket instead",
+                ticket_id=str(self.id),
+            )
+
+    def _check_transition(self, target: Status) -> None:
+        if not can_move(self.status, target):
+            raise errors.InvalidTransitionError(
+                f"a ticket cannot go from {self.status} to {target}",
+                from_status=str(self.status),
+                to_status=str(target),
+            )
+
+
+def _checked_tags(tags: Iterable[str]) -> list[str]:
+    checked = list(dict.fromkeys(tags))
+    for tag in checked:
+        if not TAG_PATTERN.match(tag):
+            raise errors.ValidationError(f"invalid tag {tag!r}", field="tags")
+    return checked

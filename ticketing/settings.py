@@ -1,0 +1,93 @@
+"""Settings, read from the environment in one place (and overridable by the CLI)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from ticketing.domain.values import DEFAULT_CATEGORIES
+
+EVENT_STORES = ("sqlite", "postgres", "memory")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = Path(".ticketing")
+    event_store: str = "sqlite"
+    postgres_url: str | None = None
+    postgres_schema: str | None = None
+    categories: tuple[str, ...] = DEFAULT_CATEGORIES
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "home", Path(self.home))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        store = env.get("TICKETING_EVENT_STORE", "sqlite").strip().lower()
+        if store not in EVENT_STORES:
+            raise SettingsError(
+                f"TICKETING_EVENT_STORE must be one of {', '.join(EVENT_STORES)}, got {store!r}"
+            )
+        categories = tuple(
+            c.strip() for c in env.get("TICKETING_CATEGORIES", "").split(",") if c.strip()
+        )
+        return cls(
+            home=Path(env.get("TICKETING_HOME", ".ticketing")),
+            event_store=store,
+            postgres_url=env.get("TICKETING_POSTGRES_URL") or None,
+            postgres_schema=env.get("TICKETING_POSTGRES_SCHEMA") or None,
+            categories=categories or DEFAULT_CATEGORIES,
+        )
+
+    def with_home(self, home: Path | str | None) -> Settings:
+        return self if home is None else replace(self, home=Path(home))
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.home / "events.sqlite"
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        """The eventsourcing library's own settings for the chosen store."""
+        if self.event_store == "memory":
+            env = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+        elif self.event_store == "sqlite":
+            env = {
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": str(self.sqlite_path),
+                "SQLITE_LOCK_TIMEOUT": "30",
+            }
+        else:
+            env = {"PERSISTENCE_MODULE": "eventsourcing.postgres", **self._postgres_env()}
+        return {**env, **self.extra_env}
+
+    def _postgres_env(self) -> dict[str, str]:
+        if not self.postgres_url:
+            raise SettingsError(
+                "TICKETING_POSTGRES_URL is required when TICKETING_EVENT_STORE=postgres "
+                "(e.g. postgresql://user:password@127.0.0.1:5432/ticketing)"
+            )
+        url = urlsplit(self.postgres_url)
+        if url.scheme not in ("postgres", "postgresql") or not url.path.strip("/"):
+            raise SettingsError(
+                "TICKETING_POSTGRES_URL must look like postgresql://user@host:port/dbname"
+            )
+        env = {
+            "POSTGRES_DBNAME": unquote(url.path.strip("/")),
+            "POSTGRES_HOST": url.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(url.port or 5432),
+            "POSTGRES_USER": unquote(url.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(url.password or ""),
+            "POSTGRES_CONNECT_TIMEOUT": "5",
+        }
+        if self.postgres_schema:
+            env["POSTGRES_SCHEMA"] = self.postgres_schema
+        return env
