@@ -81,6 +81,10 @@ class TicketCommand(Command):
     ticket_id: UUID
 
 
+class AccountCommand(Command):
+    account_id: Identifier
+
+
 class OpenTicket(Command):
     name: ClassVar[str] = "open_ticket"
     account_id: Identifier
@@ -157,23 +161,24 @@ class UntagTicket(TicketCommand):
     tags: Annotated[list[Tag], Field(min_length=1, max_length=MAX_TAGS)]
 
 
-class CreateAccount(Command):
+class CreateAccount(AccountCommand):
     name: ClassVar[str] = "create_account"
-    account_id: Identifier
-    account_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    account_name: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+    ]
     tier: SlaTier = SlaTier.STANDARD
 
 
-class ChangeAccountTier(Command):
+class ChangeAccountTier(AccountCommand):
     name: ClassVar[str] = "change_account_tier"
-    account_id: Identifier
     tier: SlaTier
 
 
-class RenameAccount(Command):
+class RenameAccount(AccountCommand):
     name: ClassVar[str] = "rename_account"
-    account_id: Identifier
-    account_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    account_name: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+    ]
 
 
 COMMAND_TYPES: dict[str, type[Command]] = {

@@ -117,7 +117,9 @@ class CommandService:
                 solo.extend(index for index, _ in decided)
         for index in sorted(solo):
             replies[index] = self.execute(commands[index])
-        return [r if r is not None else Reply.failure("internal_error", "no reply") for r in replies]
+        return [
+            r if r is not None else Reply.failure("internal_error", "no reply") for r in replies
+        ]
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -202,7 +204,7 @@ class CommandService:
 
     def _prior_reply(self, command: m.Command) -> Reply | None:
         try:
-            record = self.app.repository.get(command_record_id(command.command_id))
+            record: CommandRecord = self.app.repository.get(command_record_id(command.command_id))
         except AggregateNotFoundError:
             return None
         if record.command_name != command.name:
@@ -234,7 +236,9 @@ class CommandService:
     def _reply(record: CommandRecord, events: list[Any], aggregate: Ticket | Account) -> Reply:
         payloads = [event_payload(e) for e in events]
         if isinstance(aggregate, Ticket):
-            return Reply(ok=True, ticket_id=str(aggregate.id), version=aggregate.version, events=payloads)
+            return Reply(
+                ok=True, ticket_id=str(aggregate.id), version=aggregate.version, events=payloads
+            )
         return Reply(
             ok=True, account_id=aggregate.account_id, version=aggregate.version, events=payloads
         )
@@ -246,5 +250,6 @@ def _target_of(command: m.Command) -> UUID:
         return command.ticket_id
     if isinstance(command, m.OpenTicket):
         return ticket_id_for(command.command_id)
-    account_id: str = getattr(command, "account_id")
-    return account_uuid(account_id)
+    if isinstance(command, m.AccountCommand):
+        return account_uuid(command.account_id)
+    raise TypeError(f"no target known for {type(command).__name__}")

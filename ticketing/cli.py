@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import getpass
 import json
 import re
@@ -90,9 +89,13 @@ def command_options(func: F) -> F:
             help="Who acts, as KIND:ID (customer, agent, system, automation, ai, api).",
         ),
         click.option("--command-id", help="Idempotency key: repeating it returns the first reply."),
-        click.option("--at", "occurred_at", help="When it happened (ISO 8601 with zone); default now."),
         click.option(
-            "--expected-version", type=int, help="Fail with version_conflict unless at this version."
+            "--at", "occurred_at", help="When it happened (ISO 8601 with zone); default now."
+        ),
+        click.option(
+            "--expected-version",
+            type=int,
+            help="Fail with version_conflict unless at this version.",
         ),
         click.option("--json", "as_json", is_flag=True, help="Print the reply object as JSON."),
     ]
@@ -205,8 +208,15 @@ def account_show(obj: Context, account_id: str, as_json: bool) -> None:
 @click.option("--requester", required=True, help="Requester's email address.")
 @click.option("--subject", required=True, help="One line, at most 250 characters.")
 @click.option("--description", default="", help="The full problem description.")
-@click.option("--channel", type=click.Choice([c.value for c in Channel]), default="web", show_default=True)
-@click.option("--priority", type=click.Choice([p.value for p in Priority]), default="normal", show_default=True)
+@click.option(
+    "--channel", type=click.Choice([c.value for c in Channel]), default="web", show_default=True
+)
+@click.option(
+    "--priority",
+    type=click.Choice([p.value for p in Priority]),
+    default="normal",
+    show_default=True,
+)
 @click.option("--category", help="Category from the configured taxonomy.")
 @click.option("--tag", "tags", multiple=True, help="A tag (repeatable).")
 @click.option("--follow-up-of", help="The closed ticket this one follows up.")
@@ -272,7 +282,7 @@ def assign(
     **common: Any,
 ) -> None:
     """Assign a ticket to a team and/or an agent, or unassign."""
-    if team and no_team or agent and no_agent:
+    if (team and no_team) or (agent and no_agent):
         raise CliError("validation_error", "give either --team/--agent or --no-team/--no-agent")
     fields: dict[str, Any] = {"ticket_id": ticket}
     if team or no_team:
@@ -392,6 +402,16 @@ def log(obj: Context, ticket: str, as_json: bool) -> None:
     click.echo(json.dumps(events) if as_json else output.events_table(events))
 
 
+@cli.command()
+@pass_context
+def demo(obj: Context) -> None:
+    """Walk one ticket through its whole life in the data directory and show its history."""
+    from ticketing.demo import walk_through_a_ticket
+
+    click.echo(f"event store: {obj.settings.event_store} ({obj.settings.home})")
+    walk_through_a_ticket(obj.service, click.echo)
+
+
 # --- entry point -------------------------------------------------------------------------
 
 
@@ -412,7 +432,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail("aborted", "interrupted", 130)
     except click.ClickException as error:
         _fail("usage_error", error.format_message(), error.exit_code)
-    except Exception as error:  # noqa: BLE001 - the CLI promises no tracebacks
+    except Exception as error:
         _fail("internal_error", f"{type(error).__name__}: {error}", 3)
 
 

@@ -90,7 +90,10 @@ def ticket_card(ticket: Mapping[str, Any]) -> str:
         "version",
     ]
     width = max(len(k) for k in keys)
-    lines = [f"{k.ljust(width)}  {_cell(_rating(ticket[k]) if k == 'rating' else ticket[k])}" for k in keys]
+    lines = [
+        f"{k.ljust(width)}  {_cell(_rating(ticket[k]) if k == 'rating' else ticket[k])}"
+        for k in keys
+    ]
     for comment in ticket.get("comments", []):
         lines.append(
             f"  [{comment['comment_id']} {comment['visibility']} "

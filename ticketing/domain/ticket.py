@@ -52,6 +52,25 @@ class Ticket(Aggregate):
 
     def __init__(self) -> None:
         """State is set by `evolve(TicketOpened)`, so a replay builds it the same way."""
+        self.account_id: str
+        self.account_tier: str
+        self.requester: str
+        self.subject: str
+        self.description: str
+        self.channel: Channel
+        self.priority: Priority
+        self.category: str | None
+        self.tags: list[str]
+        self.follow_up_of: str | None
+        self.team: str | None
+        self.agent: str | None
+        self.status: Status
+        self.comments: list[dict[str, Any]]
+        self.resolution: str | None
+        self.rating: dict[str, Any] | None
+        self.opened_at: datetime
+        self.last_occurred_at: datetime
+        self.reopen_count: int
 
     @classmethod
     def open(
@@ -128,8 +147,8 @@ class Ticket(Aggregate):
         self,
         *,
         actor: Actor,
-        team: str | None | _Keep = KEEP,
-        agent: str | None | _Keep = KEEP,
+        team: str | _Keep | None = KEEP,
+        agent: str | _Keep | None = KEEP,
         at: datetime | None = None,
         command_id: str = "",
     ) -> None:
@@ -170,9 +189,7 @@ class Ticket(Aggregate):
         if not body.strip():
             raise errors.ValidationError("a comment needs a body", field="body")
         if actor.kind is ActorKind.CUSTOMER and visibility is Visibility.INTERNAL:
-            raise errors.ForbiddenError(
-                "customers cannot add internal notes", field="visibility"
-            )
+            raise errors.ForbiddenError("customers cannot add internal notes", field="visibility")
         moment = self._moment(at)
         self._record(
             CommentAdded,
@@ -352,25 +369,25 @@ class Ticket(Aggregate):
                 self.tags = [t for t in self.tags if t not in event.tags]
 
     def _open(self, event: TicketOpened) -> None:
-        self.account_id: str = event.account_id
-        self.account_tier: str = event.account_tier
-        self.requester: str = event.requester
-        self.subject: str = event.subject
-        self.description: str = event.description
-        self.channel: Channel = Channel(event.channel)
-        self.priority: Priority = Priority(event.priority)
-        self.category: str | None = event.category
-        self.tags: list[str] = sorted(event.tags)
-        self.follow_up_of: str | None = event.follow_up_of
-        self.team: str | None = None
-        self.agent: str | None = None
-        self.status: Status = Status.NEW
-        self.comments: list[dict[str, Any]] = []
-        self.resolution: str | None = None
-        self.rating: dict[str, Any] | None = None
-        self.opened_at: datetime = event.occurred_at
-        self.last_occurred_at: datetime = event.occurred_at
-        self.reopen_count: int = 0
+        self.account_id = event.account_id
+        self.account_tier = event.account_tier
+        self.requester = event.requester
+        self.subject = event.subject
+        self.description = event.description
+        self.channel = Channel(event.channel)
+        self.priority = Priority(event.priority)
+        self.category = event.category
+        self.tags = sorted(event.tags)
+        self.follow_up_of = event.follow_up_of
+        self.team = None
+        self.agent = None
+        self.status = Status.NEW
+        self.comments = []
+        self.resolution = None
+        self.rating = None
+        self.opened_at = event.occurred_at
+        self.last_occurred_at = event.occurred_at
+        self.reopen_count = 0
 
     def as_dict(self) -> dict[str, Any]:
         """Current state in plain values, for `show` and replies."""
@@ -395,9 +412,7 @@ class Ticket(Aggregate):
             "follow_up_of": self.follow_up_of,
             "opened_at": self.opened_at.isoformat(),
             "updated_at": self.last_occurred_at.isoformat(),
-            "comments": [
-                {**c, "occurred_at": c["occurred_at"].isoformat()} for c in self.comments
-            ],
+            "comments": [{**c, "occurred_at": c["occurred_at"].isoformat()} for c in self.comments],
         }
 
     # --- helpers --------------------------------------------------------------------------
@@ -406,7 +421,7 @@ class Ticket(Aggregate):
         if at is None:
             # The clock may lag a historical import; never let it move a ticket backwards.
             return max(utc_now(), self.last_occurred_at)
-        moment = as_utc(at)
+        moment: datetime = as_utc(at)
         if moment < self.last_occurred_at:
             raise errors.TimeOutOfOrderError(
                 "a change cannot be dated before the ticket's latest change",
