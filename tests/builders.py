@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ticketing.domain.ticket import Ticket
 from ticketing.domain.values import Actor, ActorKind
@@ -49,3 +51,26 @@ def ticket_in(status: str) -> Ticket:
         ticket.close(actor=AGENT, at=at(4))
     ticket.collect_events()
     return ticket
+
+
+def unsaved_ticket(**overrides: object) -> Ticket:
+    """A fresh ticket whose opening event is still pending, for tests that replay its history."""
+    fields: dict[str, object] = {
+        "account_id": "acme",
+        "account_tier": "business",
+        "requester": "bob@acme.example",
+        "subject": "VPN drops every hour",
+        "actor": CUSTOMER,
+        "at": T0,
+        "command_id": "open-1",
+    }
+    fields.update(overrides)
+    return Ticket.open(**fields)  # type: ignore[arg-type]
+
+
+def replayed(events: Iterable[Any]) -> Any:
+    """The aggregate rebuilt from nothing by folding its events, the way the repository does."""
+    aggregate: Any = None
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate

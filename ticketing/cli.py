@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import re
 import sys
 from collections.abc import Callable
@@ -19,6 +20,8 @@ from ticketing.bootstrap import build_command_service
 from ticketing.domain.errors import TicketingError
 from ticketing.domain.events import event_payload
 from ticketing.domain.values import Channel, Priority, SlaTier, Status
+from ticketing.nats_connect import NatsUnavailableError
+from ticketing.nats_server import NatsServerError
 from ticketing.settings import Settings, SettingsError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -412,6 +415,75 @@ def demo(obj: Context) -> None:
     walk_through_a_ticket(obj.service, click.echo)
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def status(obj: Context, as_json: bool) -> None:
+    """Event store, stream and processes: positions, lag and who is reachable."""
+    import asyncio
+
+    from ticketing.status import gather_status
+
+    report = asyncio.run(gather_status(obj.settings, obj.service.app))
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    nats = report["nats"]
+    stream = report.get("stream", {})
+    last_stored = report["store"]["last_notification_id"]
+    click.echo(f"event store   {report['event_store']}  last notification {last_stored}")
+    click.echo(
+        f"nats          {nats['url'] or '-'}  reachable={'yes' if nats['reachable'] else 'no'}"
+    )
+    click.echo(
+        f"stream        TICKETING  last sequence {stream.get('last_sequence', '-')}  "
+        f"last notification {stream.get('last_notification_id', '-')}"
+    )
+    lag = report["relay_lag_events"]
+    click.echo(f"relay lag     {'unknown' if lag is None else lag} events")
+    processes = report.get("processes", [])
+    if processes:
+        rows = [(p["name"], p["id"], p["version"], json.dumps(p["stats"])) for p in processes]
+        click.echo(output.table(rows, ["process", "id", "version", "stats"]))
+    else:
+        click.echo("no processes answered")
+
+
+# --- processes ---------------------------------------------------------------------------
+
+
+@cli.group()
+def run() -> None:
+    """Run one long-lived process in the foreground (Ctrl-C or SIGTERM stops it)."""
+
+
+def _run(target: str) -> None:
+    from ticketing import processes
+
+    obj: Context = click.get_current_context().find_object(Context)  # type: ignore[assignment]
+    main = getattr(processes, target)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    processes.run_process(lambda stop: main(obj.settings, stop, click.echo))
+
+
+@run.command("nats")
+def run_nats() -> None:
+    """The embedded nats-server with JetStream and role users (skip it when NATS_URL is set)."""
+    _run("nats_server")
+
+
+@run.command("relay")
+def run_relay() -> None:
+    """Publish every stored event to the TICKETING stream, in order, exactly once."""
+    _run("relay")
+
+
+@run.command("command-service")
+def run_command_service() -> None:
+    """Answer ticketing.cmd.<name> requests (several instances may run)."""
+    _run("command_service")
+
+
 # --- entry point -------------------------------------------------------------------------
 
 
@@ -428,6 +500,10 @@ def main(argv: list[str] | None = None) -> None:
         _fail(error.code, error.message, error.exit_code)
     except TicketingError as error:
         _fail(error.code, error.message, 1)
+    except NatsUnavailableError as error:
+        _fail("nats_unavailable", str(error), 1)
+    except NatsServerError as error:
+        _fail("nats_server_error", str(error), 1)
     except click.exceptions.Abort:
         _fail("aborted", "interrupted", 130)
     except click.ClickException as error:

@@ -24,6 +24,8 @@ class Settings:
     postgres_url: str | None = None
     postgres_schema: str | None = None
     categories: tuple[str, ...] = DEFAULT_CATEGORIES
+    nats_url: str | None = None
+    nats_credentials: Path | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -46,6 +48,10 @@ class Settings:
             postgres_url=env.get("TICKETING_POSTGRES_URL") or None,
             postgres_schema=env.get("TICKETING_POSTGRES_SCHEMA") or None,
             categories=categories or DEFAULT_CATEGORIES,
+            nats_url=env.get("NATS_URL") or None,
+            nats_credentials=Path(env["TICKETING_NATS_CREDENTIALS"])
+            if env.get("TICKETING_NATS_CREDENTIALS")
+            else None,
         )
 
     def with_home(self, home: Path | str | None) -> Settings:

@@ -152,6 +152,8 @@ TICKET_EVENT_TYPES: tuple[type, ...] = (
     TicketUntagged,
 )
 ACCOUNT_EVENT_TYPES: tuple[type, ...] = (AccountRegistered, AccountTierChanged, AccountRenamed)
+PUBLISHED_EVENT_TYPES = TICKET_EVENT_TYPES + ACCOUNT_EVENT_TYPES
+"""Domain events, as opposed to the command service's idempotency records."""
 
 _BASE_FIELDS = ("originator_id", "originator_version", "timestamp", "originator_topic")
 

@@ -1,0 +1,125 @@
+"""The command service on NATS: `ticketing.cmd.<name>` request/reply in a queue group.
+
+Requests are validated with the same pydantic models as every other interface, then queued;
+one worker thread takes whatever has queued up and commits it as one group (`execute_many`),
+so under load many commands share one durable commit while each stays atomic and idempotent."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from nats.aio.client import Client
+from nats.micro import add_service
+from nats.micro.request import Request
+from nats.micro.service import Service
+
+from commands.models import COMMAND_TYPES, Command
+from commands.replies import Reply
+from commands.service import CommandService
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "ticketing-commands"
+QUEUE_GROUP = "ticketing-commands"
+SUBJECT_PREFIX = "ticketing.cmd"
+MAX_REQUEST_BYTES = 256 * 1024
+
+
+@dataclass
+class _Pending:
+    command: Command
+    request: Request
+
+
+class NatsCommandService:
+    """Answers every command subject; replies in the common shape, never crashes on input."""
+
+    def __init__(
+        self,
+        service: CommandService,
+        nc: Client,
+        *,
+        version: str = "0.1.0",
+        max_group: int = 128,
+    ) -> None:
+        self.service = service
+        self.nc = nc
+        self.version = version
+        self.max_group = max_group
+        self.queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self.micro: Service | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self.groups = 0
+        self.commands = 0
+
+    async def start(self) -> None:
+        self.micro = await add_service(
+            self.nc,
+            name=SERVICE_NAME,
+            version=self.version,
+            description="Ticketing commands: request/reply, one reply shape",
+            queue_group=QUEUE_GROUP,
+            stats_handler=self._stats,
+        )
+        group = self.micro.add_group(name=SUBJECT_PREFIX, queue_group=QUEUE_GROUP)
+        for name in COMMAND_TYPES:
+            await group.add_endpoint(name=name, handler=self._receive)
+        self._worker = asyncio.create_task(self._work(), name="command-worker")
+
+    async def stop(self) -> None:
+        if self.micro is not None:
+            await self.micro.stop()
+        if self._worker is not None:
+            while not self.queue.empty():
+                await asyncio.sleep(0.01)
+            self._worker.cancel()
+
+    def _stats(self, endpoint: Any) -> dict[str, int]:
+        return {"groups": self.groups, "commands": self.commands}
+
+    async def _receive(self, request: Request) -> None:
+        """Validate on the event loop (cheap) and queue; answer bad input at once."""
+        name = request.subject.rsplit(".", 1)[-1]
+        if len(request.data) > MAX_REQUEST_BYTES:
+            reply = Reply.failure(
+                "validation_error",
+                f"request is {len(request.data)} bytes; the limit is {MAX_REQUEST_BYTES}",
+                field="(request)",
+            )
+            await _respond(request, reply)
+            return
+        parsed = CommandService.parse(name, request.data or b"{}")
+        if isinstance(parsed, Reply):
+            await _respond(request, parsed)
+            return
+        self.queue.put_nowait(_Pending(parsed, request))
+
+    async def _work(self) -> None:
+        while True:
+            group = [await self.queue.get()]
+            while len(group) < self.max_group and not self.queue.empty():
+                group.append(self.queue.get_nowait())
+            try:
+                replies = await asyncio.to_thread(
+                    self.service.execute_many, [p.command for p in group]
+                )
+            except Exception as error:  # the store failed: answer everyone, keep serving
+                log.exception("command group failed")
+                replies = [
+                    Reply.failure("store_unavailable", f"{type(error).__name__}: {error}")
+                    for _ in group
+                ]
+            self.groups += 1
+            self.commands += len(group)
+            for pending, reply in zip(group, replies, strict=True):
+                await _respond(pending.request, reply)
+
+
+async def _respond(request: Request, reply: Reply) -> None:
+    try:
+        await request.respond(reply.to_json().encode())
+    except Exception as error:  # the caller's retry with the same command id gets the reply
+        log.warning("could not deliver a reply: %s", error)

@@ -1,0 +1,190 @@
+"""The relay: publishes every stored event to JetStream exactly once and in store order.
+
+The notification log is the outbox. The relay reads it in order, publishes in pipelined batches
+with `Nats-Expected-Last-Sequence` (so nothing can be stored out of order or twice) and
+`Nats-Msg-Id` (dedup as a second guard), and after any failure or restart resumes from the last
+message actually in the stream: the stream itself is the relay's position."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from eventsourcing.persistence import Notification
+from eventsourcing.utils import get_topic
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import StorageType, StreamConfig
+
+from commands.application import TicketingApplication
+from ticketing.domain.events import PUBLISHED_EVENT_TYPES, TicketEvent, TicketOpened, event_payload
+from ticketing.nats_roles import STREAM
+
+log = logging.getLogger(__name__)
+
+PUBLISHED_TOPICS = tuple(get_topic(cls) for cls in PUBLISHED_EVENT_TYPES)
+_TICKET_TOPICS = frozenset(
+    get_topic(cls) for cls in PUBLISHED_EVENT_TYPES if issubclass(cls, TicketEvent | TicketOpened)
+)
+NOTIFICATION_HEADER = "Ticketing-Notification-Id"
+TYPE_HEADER = "Ticketing-Event-Type"
+VERSION_HEADER = "Ticketing-Aggregate-Version"
+DUPLICATE_WINDOW_S = 120.0
+
+
+def stream_config() -> StreamConfig:
+    return StreamConfig(
+        name=STREAM,
+        subjects=["ticketing.events.>"],
+        storage=StorageType.FILE,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        description="Every ticketing event, in event-store order",
+    )
+
+
+def subject_for(topic: str, aggregate_id: str) -> str:
+    kind = "ticket" if topic in _TICKET_TOPICS else "account"
+    return f"ticketing.events.{kind}.{aggregate_id}"
+
+
+@dataclass
+class RelayStats:
+    published: int = 0
+    batches: int = 0
+    restarts: int = 0
+    position: int = 0
+    stream_sequence: int = 0
+    last_error: str | None = None
+    started_at: float = field(default_factory=time.time)
+
+
+class Relay:
+    """Follows the event store's notification log and publishes it to the TICKETING stream."""
+
+    def __init__(
+        self,
+        app: TicketingApplication,
+        nc: Client,
+        *,
+        batch_size: int = 500,
+        poll_interval: float = 0.05,
+        ack_timeout: float = 5.0,
+    ) -> None:
+        self.app = app
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream(timeout=ack_timeout)
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.ack_timeout = ack_timeout
+        self.stats = RelayStats()
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def ensure_stream(self) -> None:
+        try:
+            await self.js.stream_info(STREAM)
+        except nats.js.errors.NotFoundError:
+            await self.js.add_stream(stream_config())
+
+    async def resume(self) -> None:
+        """Take the position from the stream: its last sequence and that message's
+        notification id."""
+        info = await self.js.stream_info(STREAM)
+        last_seq = info.state.last_seq
+        position = 0
+        if info.state.messages:
+            message = await self.js.get_msg(STREAM, last_seq)
+            position = int((message.headers or {}).get(NOTIFICATION_HEADER, 0))
+        self.stats.stream_sequence = last_seq
+        self.stats.position = position
+
+    async def run(self) -> None:
+        """Publish until `stop()`; on any NATS failure wait briefly, re-read the stream, go on."""
+        while not self._stopping.is_set():
+            try:
+                await self.ensure_stream()
+                await self.resume()
+                await self._follow()
+            except (TimeoutError, nats.errors.Error, OSError) as error:
+                self.stats.restarts += 1
+                self.stats.last_error = f"{type(error).__name__}: {error}"
+                log.warning("relay: %s; resuming from the stream", self.stats.last_error)
+                await self._sleep(0.5)
+
+    async def run_until_caught_up(self) -> int:
+        """Publish everything stored so far, then return the position (for tools and tests)."""
+        await self.ensure_stream()
+        await self.resume()
+        while await self.publish_next_batch():
+            pass
+        return self.stats.position
+
+    async def _follow(self) -> None:
+        while not self._stopping.is_set():
+            if not await self.publish_next_batch():
+                await self._sleep(self.poll_interval)
+
+    async def publish_next_batch(self) -> bool:
+        notifications = await asyncio.to_thread(self._read_after, self.stats.position)
+        if not notifications:
+            return False
+        await self._publish(notifications)
+        return True
+
+    def _read_after(self, position: int) -> Sequence[Notification]:
+        return self.app.recorder.select_notifications(
+            start=position + 1,
+            limit=self.batch_size,
+            topics=PUBLISHED_TOPICS,
+            inclusive_of_start=True,
+        )
+
+    async def _publish(self, notifications: Sequence[Notification]) -> None:
+        expected = self.stats.stream_sequence
+        futures = []
+        for notification in notifications:
+            subject, payload, headers = self.message_for(notification)
+            headers["Nats-Expected-Last-Sequence"] = str(expected)
+            futures.append(await self.js.publish_async(subject, payload, headers=headers))
+            expected += 1
+        acks = await asyncio.wait_for(asyncio.gather(*futures), timeout=self.ack_timeout)
+        self.stats.stream_sequence = acks[-1].seq
+        self.stats.position = notifications[-1].id
+        self.stats.published += len(acks)
+        self.stats.batches += 1
+
+    def message_for(self, notification: Notification) -> tuple[str, bytes, dict[str, str]]:
+        event = self.app.mapper.to_domain_event(notification)
+        payload: dict[str, Any] = event_payload(event)
+        payload["notification_id"] = notification.id
+        subject = subject_for(notification.topic, payload["aggregate_id"])
+        headers = {
+            "Nats-Msg-Id": f"{payload['aggregate_id']}:{payload['version']}",
+            TYPE_HEADER: payload["type"],
+            NOTIFICATION_HEADER: str(notification.id),
+            VERSION_HEADER: str(payload["version"]),
+        }
+        return subject, json.dumps(payload, separators=(",", ":")).encode(), headers
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+
+async def last_published_position(js: JetStreamContext) -> tuple[int, int]:
+    """(stream last sequence, notification id of that message) — (0, 0) for an empty stream."""
+    info = await js.stream_info(STREAM)
+    if not info.state.messages:
+        return info.state.last_seq, 0
+    message = await js.get_msg(STREAM, info.state.last_seq)
+    return info.state.last_seq, int((message.headers or {}).get(NOTIFICATION_HEADER, 0))

@@ -1,0 +1,179 @@
+"""The wire contract: the JSON the relay publishes for each event type, as pydantic models.
+
+`projections/schema/events.schema.json` is generated from these models and checked in;
+`tests/unit/test_wire_contract.py` fails when a change would break a consumer of that schema
+(a removed type or field, a changed type, a new required field)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+SCHEMA_PATH = Path(__file__).parent / "schema" / "events.schema.json"
+WIRE_VERSION = "1"
+
+
+class WireActor(BaseModel):
+    kind: Literal["customer", "agent", "system", "automation", "ai", "api"]
+    id: str
+
+
+class WireEvent(BaseModel):
+    """Fields every event message carries."""
+
+    model_config = ConfigDict(extra="allow")
+
+    aggregate_id: UUID
+    version: int = Field(ge=1, description="The aggregate's version after this event")
+    notification_id: int = Field(ge=1, description="Global order in the event store")
+    recorded_at: datetime
+    occurred_at: datetime
+    actor: WireActor
+    command_id: str
+
+
+class TicketOpened(WireEvent):
+    type: Literal["TicketOpened"]
+    account_id: str
+    account_tier: str
+    requester: str
+    subject: str
+    description: str
+    channel: str
+    priority: str
+    category: str | None
+    tags: list[str]
+    follow_up_of: str | None
+
+
+class TicketCategorized(WireEvent):
+    type: Literal["TicketCategorized"]
+    category: str
+    previous_category: str | None
+
+
+class TicketPrioritized(WireEvent):
+    type: Literal["TicketPrioritized"]
+    priority: str
+    previous_priority: str
+
+
+class TicketAssigned(WireEvent):
+    type: Literal["TicketAssigned"]
+    team: str | None
+    agent: str | None
+    previous_team: str | None
+    previous_agent: str | None
+
+
+class CommentAdded(WireEvent):
+    type: Literal["CommentAdded"]
+    comment_id: str
+    body: str
+    visibility: Literal["public", "internal"]
+
+
+class StatusChanged(WireEvent):
+    type: Literal["StatusChanged"]
+    from_status: str
+    to_status: str
+    reason: str | None
+
+
+class TicketResolved(WireEvent):
+    type: Literal["TicketResolved"]
+    from_status: str
+    to_status: str
+    resolution: str | None
+
+
+class TicketReopened(WireEvent):
+    type: Literal["TicketReopened"]
+    from_status: str
+    to_status: str
+    reason: str | None
+
+
+class TicketClosed(WireEvent):
+    type: Literal["TicketClosed"]
+    from_status: str
+    to_status: str
+
+
+class TicketRated(WireEvent):
+    type: Literal["TicketRated"]
+    score: int = Field(ge=1, le=5)
+    comment: str | None
+
+
+class TicketTagged(WireEvent):
+    type: Literal["TicketTagged"]
+    tags: list[str]
+
+
+class TicketUntagged(WireEvent):
+    type: Literal["TicketUntagged"]
+    tags: list[str]
+
+
+class AccountRegistered(WireEvent):
+    type: Literal["AccountRegistered"]
+    account_id: str
+    name: str
+    tier: str
+
+
+class AccountTierChanged(WireEvent):
+    type: Literal["AccountTierChanged"]
+    tier: str
+    previous_tier: str
+
+
+class AccountRenamed(WireEvent):
+    type: Literal["AccountRenamed"]
+    name: str
+    previous_name: str
+
+
+EventMessage = Annotated[
+    TicketOpened
+    | TicketCategorized
+    | TicketPrioritized
+    | TicketAssigned
+    | CommentAdded
+    | StatusChanged
+    | TicketResolved
+    | TicketReopened
+    | TicketClosed
+    | TicketRated
+    | TicketTagged
+    | TicketUntagged
+    | AccountRegistered
+    | AccountTierChanged
+    | AccountRenamed,
+    Field(discriminator="type"),
+]
+
+EVENT_MESSAGE: TypeAdapter[Any] = TypeAdapter(EventMessage)
+
+
+def parse_event_message(data: bytes | str) -> WireEvent:
+    message: WireEvent = EVENT_MESSAGE.validate_json(data)
+    return message
+
+
+def json_schema() -> dict[str, Any]:
+    schema = EVENT_MESSAGE.json_schema()
+    schema["title"] = "Ticketing event message"
+    schema["$comment"] = f"wire version {WIRE_VERSION}; generated from projections/wire.py"
+    return schema
+
+
+def write_schema(path: Path = SCHEMA_PATH) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(json_schema(), indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,400 @@
+"""Benchmark: ticket lifecycles through `CommandService.execute` against the plain-library ceiling.
+
+Run as a file, never imported:
+
+    .venv/bin/python scripts/bench/commands.py                  # 300 lifecycles on SQLite
+    .venv/bin/python scripts/bench/commands.py --smoke          # 5 lifecycles, for CI
+    .venv/bin/python scripts/bench/commands.py --store postgres \
+        --postgres-url postgresql://postgres@127.0.0.1:5432/test
+
+What is measured, in one process and one run, on a durable store:
+
+- **ours**: a full ticket lifecycle through `CommandService.execute` (open, categorize,
+  prioritize, assign to an agent, public agent reply, set pending, customer reply, resolve,
+  rate: 9 commands), one lifecycle after another. Each `execute` call is timed alone with
+  `perf_counter_ns`; building the (already validated) pydantic command is not timed, and the
+  account the tickets belong to is created before timing starts.
+- **ceiling**: what the plain library does for the same number of commands: a minimal
+  `Aggregate` with one event per command saved by a plain `eventsourcing.application.Application`
+  on the same kind of store (create + save, then 8 x repository.get + one event + save), with
+  the library's defaults throughout.
+
+`commands_per_s` is commands divided by the summed per-command latencies; p50/p99 are
+nearest-rank percentiles of those latencies. `ratio` is ours/ceiling commands per second;
+the aim is 0.7. One JSON object goes to stdout, progress to stderr.
+
+Why the runs are interleaved: absolute rates on our shared machines drift 2-4x within minutes
+(neighbours, CPU frequency, the disk's fsync queue). Measuring all of "ours" and then all of the
+ceiling would let that drift land on one side and distort the ratio, which is the stable number
+we care about. So the lifecycles are split into `--rounds` slices; each round measures ours and
+the ceiling back to back on the same number of lifecycles, and the order flips every round
+(ours-first, ceiling-first, ...) so neither side always gets the warmer or the colder position.
+Latencies of all rounds are pooled. Every measurement gets a fresh store (a new temporary
+directory, or a new PostgreSQL schema dropped afterwards) and a few untimed warm-up lifecycles
+(connection setup, first-use costs), so no measurement reads a bigger or warmer store than the
+other.
+
+The ceiling's aggregate class is defined here, in `__main__`, so its stored topics are
+`__main__:...`; that is fine because the same process writes and reads them and the store is
+thrown away afterwards (it would not load from another process).
+
+SQLite files go under the system temporary directory (set TMPDIR to measure another disk; a
+tmpfs would make fsync free and the numbers meaningless for durability).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+# Run as a file, this script's folder comes first on sys.path, and this file (commands.py)
+# would shadow the project's `commands` package: drop the folder before importing the project.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
+from eventsourcing.application import Application  # noqa: E402
+from eventsourcing.domain import Aggregate  # noqa: E402
+
+from commands import models as m  # noqa: E402
+from commands.command_log import ticket_id_for  # noqa: E402
+from commands.service import CommandService  # noqa: E402
+from ticketing.bootstrap import build_command_service  # noqa: E402
+from ticketing.domain.values import ActorKind, Priority, SlaTier, Status, Visibility  # noqa: E402
+from ticketing.settings import Settings  # noqa: E402
+
+AIM = 0.7
+COMMANDS_PER_LIFECYCLE = 9
+ACCOUNT_ID = "acme"
+CUSTOMER = m.ActorModel(kind=ActorKind.CUSTOMER, id="bob")
+AGENT = m.ActorModel(kind=ActorKind.AGENT, id="ana")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- stores ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Store:
+    """Where a measurement writes: a fresh SQLite directory or a fresh PostgreSQL schema."""
+
+    kind: str
+    postgres_url: str | None = None
+
+    @contextlib.contextmanager
+    def fresh(self) -> Iterator[tuple[Settings, dict[str, str]]]:
+        """A new empty store: the project's settings and the plain library's env for it."""
+        if self.kind == "sqlite":
+            home = Path(tempfile.mkdtemp(prefix="bench-commands-"))
+            try:
+                env = {
+                    "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                    "SQLITE_DBNAME": str(home / "ceiling.sqlite"),
+                }
+                yield Settings(home=home), env
+            finally:
+                shutil.rmtree(home, ignore_errors=True)
+            return
+        assert self.postgres_url is not None
+        schema = f"bench_{uuid.uuid4().hex[:12]}"
+        self._psql("CREATE SCHEMA {}", schema)
+        try:
+            settings = Settings(
+                event_store="postgres", postgres_url=self.postgres_url, postgres_schema=schema
+            )
+            yield settings, {"PERSISTENCE_MODULE": "eventsourcing.postgres", **self._pg_env(schema)}
+        finally:
+            self._psql("DROP SCHEMA IF EXISTS {} CASCADE", schema)
+
+    def _psql(self, statement: str, schema: str) -> None:
+        import psycopg  # only needed for --store postgres
+        from psycopg import sql
+
+        query = sql.SQL(statement).format(sql.Identifier(schema))
+        with psycopg.connect(self.postgres_url or "", connect_timeout=5, autocommit=True) as conn:
+            conn.execute(query)
+
+    def _pg_env(self, schema: str) -> dict[str, str]:
+        url = urlsplit(self.postgres_url or "")
+        return {
+            "POSTGRES_DBNAME": unquote(url.path.strip("/")),
+            "POSTGRES_HOST": url.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(url.port or 5432),
+            "POSTGRES_USER": unquote(url.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(url.password or ""),
+            "POSTGRES_CONNECT_TIMEOUT": "5",
+            "POSTGRES_SCHEMA": schema,
+        }
+
+
+# --- ours: the command service --------------------------------------------------------------
+
+
+def lifecycle_commands(number: int) -> list[m.Command]:
+    """One ticket from opening to a rating, as a support team would drive it."""
+    open_ticket = m.OpenTicket(
+        account_id=ACCOUNT_ID,
+        requester="bob@acme.example",
+        subject=f"VPN drops every hour ({number})",
+        description="Since Monday the VPN client disconnects roughly once an hour.",
+        actor=CUSTOMER,
+    )
+    ticket_id = ticket_id_for(open_ticket.command_id)
+    return [
+        open_ticket,
+        m.CategorizeTicket(ticket_id=ticket_id, category="technical", actor=AGENT),
+        m.PrioritizeTicket(ticket_id=ticket_id, priority=Priority.HIGH, actor=AGENT),
+        m.AssignTicket(ticket_id=ticket_id, team="tier1", agent="ana", actor=AGENT),
+        m.AddComment(
+            ticket_id=ticket_id,
+            body="Could you send the client logs from the last disconnect?",
+            visibility=Visibility.PUBLIC,
+            actor=AGENT,
+        ),
+        m.ChangeStatus(
+            ticket_id=ticket_id, status=Status.PENDING, reason="waiting for logs", actor=AGENT
+        ),
+        m.AddComment(ticket_id=ticket_id, body="Logs attached, thanks.", actor=CUSTOMER),
+        m.ResolveTicket(ticket_id=ticket_id, resolution="Upgraded the VPN client", actor=AGENT),
+        m.RateTicket(ticket_id=ticket_id, score=5, comment="Quick and clear", actor=CUSTOMER),
+    ]
+
+
+def run_lifecycle(service: CommandService, number: int, latencies: list[int] | None) -> None:
+    for command in lifecycle_commands(number):
+        start = time.perf_counter_ns()
+        reply = service.execute(command)
+        elapsed = time.perf_counter_ns() - start
+        if not reply.ok:
+            raise RuntimeError(f"{command.name} failed: {reply.to_json()}")
+        if latencies is not None:
+            latencies.append(elapsed)
+
+
+def measure_ours(settings: Settings, lifecycles: int, warmup: int) -> list[int]:
+    service = build_command_service(settings)
+    try:
+        reply = service.execute(
+            m.CreateAccount(account_id=ACCOUNT_ID, account_name="Acme", tier=SlaTier.BUSINESS)
+        )
+        if not reply.ok:
+            raise RuntimeError(f"create_account failed: {reply.to_json()}")
+        for number in range(warmup):
+            run_lifecycle(service, -1 - number, None)
+        latencies: list[int] = []
+        for number in range(lifecycles):
+            run_lifecycle(service, number, latencies)
+        return latencies
+    finally:
+        service.app.close()
+
+
+# --- ceiling: the plain library -------------------------------------------------------------
+
+
+class BenchTicket(Aggregate):
+    """The least an event-sourced ticket can be: one small event per command."""
+
+    class Opened(Aggregate.Created):
+        subject: str
+
+    class Changed(Aggregate.Event):
+        key: str
+        value: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.fields[self.key] = self.value
+
+    def __init__(self, subject: str) -> None:
+        self.subject = subject
+        self.fields: dict[str, str] = {}
+
+
+CEILING_CHANGES = (
+    ("category", "technical"),
+    ("priority", "high"),
+    ("agent", "ana"),
+    ("comment", "Could you send the client logs from the last disconnect?"),
+    ("status", "pending"),
+    ("comment", "Logs attached, thanks."),
+    ("status", "solved"),
+    ("rating", "5"),
+)
+
+
+def run_ceiling_lifecycle(app: Application[Any], number: int, latencies: list[int] | None) -> None:
+    times: list[int] = []
+    start = time.perf_counter_ns()
+    ticket = BenchTicket._create(
+        BenchTicket.Opened, id=uuid.uuid4(), subject=f"VPN drops every hour ({number})"
+    )
+    app.save(ticket)
+    times.append(time.perf_counter_ns() - start)
+    ticket_id = ticket.id
+    for key, value in CEILING_CHANGES:
+        start = time.perf_counter_ns()
+        loaded: BenchTicket = app.repository.get(ticket_id)
+        loaded.trigger_event(BenchTicket.Changed, key=key, value=value)
+        app.save(loaded)
+        times.append(time.perf_counter_ns() - start)
+    if latencies is not None:
+        latencies.extend(times)
+
+
+def measure_ceiling(env: dict[str, str], lifecycles: int, warmup: int) -> list[int]:
+    app: Application[Any] = Application(env=env)
+    try:
+        for number in range(warmup):
+            run_ceiling_lifecycle(app, -1 - number, None)
+        latencies: list[int] = []
+        for number in range(lifecycles):
+            run_ceiling_lifecycle(app, number, latencies)
+        return latencies
+    finally:
+        app.close()
+
+
+# --- running and reporting ------------------------------------------------------------------
+
+
+@dataclass
+class Side:
+    name: str
+    measure: Callable[[Settings, dict[str, str], int, int], list[int]]
+    latencies: list[int] = field(default_factory=list)
+
+
+def percentile_ms(ordered: list[int], fraction: float) -> float:
+    """Nearest-rank percentile of sorted nanosecond latencies, in milliseconds."""
+    rank = max(1, round(fraction * len(ordered) + 0.5))
+    return ordered[min(rank, len(ordered)) - 1] / 1e6
+
+
+def summary(latencies: list[int]) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {
+        "commands_per_s": round(len(ordered) / (sum(ordered) / 1e9), 1),
+        "p50_ms": round(percentile_ms(ordered, 0.50), 3),
+        "p99_ms": round(percentile_ms(ordered, 0.99), 3),
+    }
+
+
+def split(total: int, parts: int) -> list[int]:
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def run(store: Store, lifecycles: int, rounds: int, warmup: int) -> dict[str, Any]:
+    ours = Side("ours", lambda s, _env, n, w: measure_ours(s, n, w))
+    ceiling = Side("ceiling", lambda _s, env, n, w: measure_ceiling(env, n, w))
+    slices = [n for n in split(lifecycles, rounds) if n > 0]
+    for index, count in enumerate(slices):
+        order = (ours, ceiling) if index % 2 == 0 else (ceiling, ours)
+        for side in order:
+            with store.fresh() as (settings, env):
+                latencies = side.measure(settings, env, count, warmup)
+            side.latencies.extend(latencies)
+            stats = summary(latencies)
+            log(
+                f"round {index + 1}/{len(slices)} {side.name:7}: {count} lifecycles, "
+                f"{stats['commands_per_s']:.0f} commands/s, p50 {stats['p50_ms']:.2f} ms, "
+                f"p99 {stats['p99_ms']:.2f} ms"
+            )
+    ours_stats, ceiling_stats = summary(ours.latencies), summary(ceiling.latencies)
+    return {
+        "benchmark": "commands",
+        "store": store.kind,
+        "lifecycles": lifecycles,
+        "commands": lifecycles * COMMANDS_PER_LIFECYCLE,
+        "rounds": len(slices),
+        "ours": ours_stats,
+        "ceiling": ceiling_stats,
+        "ratio": round(ours_stats["commands_per_s"] / ceiling_stats["commands_per_s"], 3),
+        "aim": AIM,
+        "python": platform.python_version(),
+        "eventsourcing": version("eventsourcing"),
+    }
+
+
+def profile_ours(store: Store, lifecycles: int, warmup: int) -> None:
+    """cProfile one extra (unreported) measurement of ours; top functions go to stderr."""
+    with store.fresh() as (settings, _env):
+        profiler = cProfile.Profile()
+        profiler.enable()
+        measure_ours(settings, lifecycles, warmup)
+        profiler.disable()
+    for order in ("cumulative", "tottime"):
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).strip_dirs().sort_stats(order).print_stats(30)
+        log(f"--- profile of ours, {lifecycles} lifecycles, sorted by {order} ---")
+        log(text.getvalue())
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--lifecycles", type=int, default=300, help="tickets per side (300)")
+    parser.add_argument("--smoke", action="store_true", help="tiny run for CI: 5 lifecycles")
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("TICKETING_TEST_POSTGRES_URL"),
+        help="default: $TICKETING_TEST_POSTGRES_URL",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="interleaved slices per side (4; 2 with --smoke)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="untimed lifecycles per measurement (2)"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="also cProfile ours and print it to stderr"
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.lifecycles, args.rounds, args.warmup = 5, 2, 1
+    if args.lifecycles < 1 or args.rounds < 1 or args.warmup < 0:
+        parser.error("--lifecycles and --rounds must be positive, --warmup not negative")
+    if args.store == "postgres" and not args.postgres_url:
+        parser.error("--store postgres needs --postgres-url or TICKETING_TEST_POSTGRES_URL")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    store = Store(args.store, args.postgres_url if args.store == "postgres" else None)
+    log(
+        f"bench commands: {args.lifecycles} lifecycles x {COMMANDS_PER_LIFECYCLE} commands "
+        f"per side on {args.store}, {args.rounds} interleaved rounds, {args.warmup} warm-up"
+    )
+    result = run(store, args.lifecycles, args.rounds, args.warmup)
+    log(
+        f"ratio {result['ratio']:.3f} (aim {AIM}): ours {result['ours']['commands_per_s']:.0f}"
+        f" vs ceiling {result['ceiling']['commands_per_s']:.0f} commands/s"
+    )
+    if args.profile:
+        profile_ours(store, min(args.lifecycles, 100), args.warmup)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

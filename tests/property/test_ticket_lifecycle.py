@@ -1,0 +1,459 @@
+"""Random command sequences against the Ticket aggregate and an independent model of its rules.
+
+The model is a few dicts and sets written from DESIGN.md's "Ticket model" section; it never calls
+the aggregate. For every command it predicts either the refusal code or the events appended, and
+after every step the aggregate must agree with it, count its events and replay to itself.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from hypothesis import event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from tests.builders import AGENT, AUTOMATION, CUSTOMER, OTHER_AGENT, T0, replayed
+from ticketing.domain.errors import TicketingError
+from ticketing.domain.ticket import KEEP, Ticket
+from ticketing.domain.values import Actor, ActorKind, Priority, Status, Visibility
+
+# --- the model ------------------------------------------------------------------------------
+
+WORKING = {"open", "pending", "on_hold"}
+MOVES: dict[str, set[str]] = {
+    # Work moves freely between the working statuses, never back to new; anything unsolved can
+    # be solved; solved reopens (-> open) or is archived (-> closed); closed is terminal.
+    "new": WORKING | {"solved"},
+    "open": (WORKING - {"open"}) | {"solved"},
+    "pending": (WORKING - {"pending"}) | {"solved"},
+    "on_hold": (WORKING - {"on_hold"}) | {"solved"},
+    "solved": {"open", "closed"},
+    "closed": set(),
+}
+VALID_TAGS = ["vpn", "billing", "sla:breach", "v2.1_x-y"]
+INVALID_TAGS = ["Not Valid", "", "-dash"]
+
+
+class Refused(Exception):  # noqa: N818 - a model outcome, not an error of the code under test
+    """The model's prediction that the aggregate refuses the command with `code`."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass
+class Model:
+    """What DESIGN.md says a ticket's state is after each command; no aggregate code used."""
+
+    last_at: datetime
+    priority: str
+    category: str | None
+    tags: set[str]
+    status: str = "new"
+    team: str | None = None
+    agent: str | None = None
+    resolution: str | None = None
+    rating: tuple[int, str | None] | None = None
+    reopen_count: int = 0
+    comments: list[tuple[str, str]] = field(default_factory=list)
+
+    def _refuse_if_closed(self) -> None:
+        if self.status == "closed":
+            raise Refused("ticket_closed")
+
+    def _stamp(self, when: datetime) -> None:
+        """A change may be dated at or after the latest one, never before it."""
+        if when < self.last_at:
+            raise Refused("time_out_of_order")
+        self.last_at = when
+
+    def _move(self, target: str) -> str:
+        """The event a status move records; solved -> open counts as a reopen."""
+        if target not in MOVES[self.status]:
+            raise Refused("invalid_transition")
+        if target == "solved":
+            event = "TicketResolved"
+        elif target == "closed":
+            event = "TicketClosed"
+        elif self.status == "solved":
+            event = "TicketReopened"
+            self.reopen_count += 1
+        else:
+            event = "StatusChanged"
+        self.status = target
+        return event
+
+    def categorize(self, category: str, when: datetime) -> list[str]:
+        self._refuse_if_closed()
+        if category == self.category:
+            return []
+        self._stamp(when)
+        self.category = category
+        return ["TicketCategorized"]
+
+    def prioritize(self, priority: str, when: datetime) -> list[str]:
+        self._refuse_if_closed()
+        if priority == self.priority:
+            return []
+        self._stamp(when)
+        self.priority = priority
+        return ["TicketPrioritized"]
+
+    def assign(self, team: Any, agent: Any, when: datetime) -> list[str]:
+        self._refuse_if_closed()
+        new_team = self.team if team is KEEP else team
+        new_agent = self.agent if agent is KEEP else agent
+        if (new_team, new_agent) == (self.team, self.agent):
+            return []
+        self._stamp(when)
+        self.team, self.agent = new_team, new_agent
+        events = ["TicketAssigned"]
+        if self.status == "new" and new_agent is not None:
+            events.append(self._move("open"))
+        return events
+
+    def comment(self, body: str, visibility: str, kind: str, when: datetime) -> list[str]:
+        self._refuse_if_closed()
+        if not body.strip():
+            raise Refused("validation_error")
+        if kind == "customer" and visibility == "internal":
+            raise Refused("forbidden")
+        self._stamp(when)
+        self.comments.append((body, visibility))
+        events = ["CommentAdded"]
+        if visibility == "public" and (
+            (kind == "agent" and self.status == "new")
+            or (kind == "customer" and self.status in ("pending", "solved"))
+        ):
+            events.append(self._move("open"))
+        return events
+
+    def change_status(self, target: str, reason: str | None, when: datetime) -> list[str]:
+        if target == self.status:
+            return []
+        self._refuse_if_closed()
+        if target not in MOVES[self.status]:
+            raise Refused("invalid_transition")
+        self._stamp(when)
+        if target == "solved":
+            self.resolution = reason
+        return [self._move(target)]
+
+    def resolve(self, resolution: str | None, when: datetime) -> list[str]:
+        if self.status == "solved" and resolution in (None, self.resolution):
+            return []
+        self._refuse_if_closed()
+        # A solved ticket with a new resolution is not a move the table allows: reopen first.
+        if "solved" not in MOVES[self.status]:
+            raise Refused("invalid_transition")
+        self._stamp(when)
+        self.resolution = resolution
+        return [self._move("solved")]
+
+    def reopen(self, when: datetime) -> list[str]:
+        self._refuse_if_closed()
+        if self.status != "solved":
+            raise Refused("invalid_transition")
+        self._stamp(when)
+        return [self._move("open")]
+
+    def close(self, when: datetime) -> list[str]:
+        if self.status == "closed":
+            return []
+        if "closed" not in MOVES[self.status]:
+            raise Refused("invalid_transition")
+        self._stamp(when)
+        return [self._move("closed")]
+
+    def rate(self, score: int, comment: str | None, when: datetime) -> list[str]:
+        if not 1 <= score <= 5:
+            raise Refused("validation_error")
+        if self.status not in ("solved", "closed"):
+            raise Refused("invalid_transition")
+        if self.rating == (score, comment):
+            return []
+        self._stamp(when)
+        self.rating = (score, comment)
+        return ["TicketRated"]
+
+    def tag(self, tags: list[str], when: datetime) -> list[str]:
+        self._refuse_if_closed()
+        if any(t not in VALID_TAGS for t in tags):
+            raise Refused("validation_error")
+        added = set(tags) - self.tags
+        if not added:
+            return []
+        self._stamp(when)
+        self.tags |= added
+        return ["TicketTagged"]
+
+    def untag(self, tags: list[str], when: datetime) -> list[str]:
+        self._refuse_if_closed()
+        if any(t not in VALID_TAGS for t in tags):
+            raise Refused("validation_error")
+        removed = set(tags) & self.tags
+        if not removed:
+            return []
+        self._stamp(when)
+        self.tags -= removed
+        return ["TicketUntagged"]
+
+
+# --- strategies -----------------------------------------------------------------------------
+
+# Minutes after the ticket's latest change; about one in five goes backwards.
+deltas = st.integers(min_value=-5, max_value=20)
+actors = st.sampled_from([AGENT, OTHER_AGENT, CUSTOMER, AUTOMATION, Actor(ActorKind.AI, "bot")])
+teams = st.sampled_from([KEEP, None, "network", "billing"])
+agents = st.sampled_from([KEEP, None, "ana", "ben"])
+tag_lists = st.lists(st.sampled_from(VALID_TAGS), max_size=3) | st.lists(
+    st.sampled_from(VALID_TAGS + INVALID_TAGS), min_size=1, max_size=3
+)
+reasons = st.sampled_from([None, "fixed", "workaround"])
+
+
+class TicketMachine(RuleBasedStateMachine):
+    """Drives one ticket through random commands, checking it against the model at each step."""
+
+    ticket: Ticket
+    model: Model
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[Any] = []
+        self.commands = 0
+
+    @initialize(
+        priority=st.sampled_from(list(Priority)),
+        category=st.sampled_from([None, "incident", "usage"]),
+        tags=st.lists(st.sampled_from(VALID_TAGS), max_size=2),
+    )
+    def open_ticket(self, priority: Priority, category: str | None, tags: list[str]) -> None:
+        self.ticket = Ticket.open(
+            account_id="acme",
+            account_tier="business",
+            requester="bob@acme.example",
+            subject="VPN drops",
+            actor=CUSTOMER,
+            priority=priority,
+            category=category,
+            tags=tags,
+            at=T0,
+            command_id="open",
+        )
+        self.model = Model(last_at=T0, priority=str(priority), category=category, tags=set(tags))
+        self.events.extend(self.ticket.collect_events())
+
+    # --- the comparison at the heart of every rule ---------------------------------------
+
+    def run(
+        self,
+        predict: Callable[[Model], list[str]],
+        command: Callable[[Ticket, str], None],
+        actor: Actor,
+        when: datetime,
+    ) -> None:
+        """Predict the outcome with a copy of the model, run the command, compare."""
+        self.commands += 1
+        command_id = f"cmd-{self.commands}"
+        expected_model = copy.deepcopy(self.model)
+        expected_code: str | None = None
+        expected_events: list[str] = []
+        try:
+            expected_events = predict(expected_model)
+        except Refused as refusal:
+            expected_code = refusal.code
+        event(expected_code or ("no-op" if not expected_events else "accepted"))
+        event(f"status {self.model.status}")
+        version = self.ticket.version
+
+        try:
+            command(self.ticket, command_id)
+        except TicketingError as error:
+            assert error.code == expected_code, f"refused with {error.code}, model expected " + (
+                f"{expected_code}" if expected_code else f"success with {expected_events}"
+            )
+            assert self.ticket.collect_events() == []
+            assert self.ticket.version == version
+            return
+        assert expected_code is None, f"accepted, but the model expected {expected_code}"
+
+        events = list(self.ticket.collect_events())
+        assert [type(e).__name__ for e in events] == expected_events
+        assert self.ticket.version == version + len(events)
+        for event in events:
+            assert event.actor == actor.as_dict()
+            assert event.occurred_at == when
+            assert event.command_id == command_id
+        self.events.extend(events)
+        self.model = expected_model
+
+    def when(self, delta: int) -> datetime:
+        return self.model.last_at + timedelta(minutes=delta)
+
+    # --- rules ----------------------------------------------------------------------------
+
+    @rule(team=teams, agent=agents, actor=actors, delta=deltas)
+    def assign(self, team: Any, agent: Any, actor: Actor, delta: int) -> None:
+        when = self.when(delta)
+        self.run(
+            lambda m: m.assign(team, agent, when),
+            lambda t, cid: t.assign(team=team, agent=agent, actor=actor, at=when, command_id=cid),
+            actor,
+            when,
+        )
+
+    @rule(
+        body=st.sampled_from(["thanks", "still broken", "", "  \n"]),
+        visibility=st.sampled_from(list(Visibility)),
+        actor=actors,
+        delta=deltas,
+    )
+    def comment(self, body: str, visibility: Visibility, actor: Actor, delta: int) -> None:
+        when = self.when(delta)
+        self.run(
+            lambda m: m.comment(body, str(visibility), str(actor.kind), when),
+            lambda t, cid: t.add_comment(
+                body, visibility=visibility, actor=actor, at=when, command_id=cid
+            ),
+            actor,
+            when,
+        )
+
+    @rule(status=st.sampled_from(list(Status)), reason=reasons, actor=actors, delta=deltas)
+    def change_status(self, status: Status, reason: str | None, actor: Actor, delta: int) -> None:
+        when = self.when(delta)
+        self.run(
+            lambda m: m.change_status(str(status), reason, when),
+            lambda t, cid: t.change_status(
+                status, reason=reason, actor=actor, at=when, command_id=cid
+            ),
+            actor,
+            when,
+        )
+
+    @rule(resolution=reasons, actor=actors, delta=deltas)
+    def resolve(self, resolution: str | None, actor: Actor, delta: int) -> None:
+        when = self.when(delta)
+        self.run(
+            lambda m: m.resolve(resolution, when),
+            lambda t, cid: t.resolve(resolution=resolution, actor=actor, at=when, command_id=cid),
+            actor,
+            when,
+        )
+
+    @rule(actor=actors, delta=deltas)
+    def reopen(self, actor: Actor, delta: int) -> None:
+        when = self.when(delta)
+        self.run(
+            lambda m: m.reopen(when),
+            lambda t, cid: t.reopen(actor=actor, at=when, command_id=cid),
+            actor,
+            when,
+        )
+
+    @rule(actor=actors, delta=deltas)
+    def close(self, actor: Actor, delta: int) -> None:
+        when = self.when(delta)
+        self.run(
+            lambda m: m.close(when),
+            lambda t, cid: t.close(actor=actor, at=when, command_id=cid),
+            actor,
+            when,
+        )
+
+    @rule(
+        score=st.integers(min_value=-1, max_value=7),
+        comment=st.sampled_from([None, "great", "slow"]),
+        delta=deltas,
+    )
+    def rate(self, score: int, comment: str | None, delta: int) -> None:
+        when = self.when(delta)
+        self.run(
+            lambda m: m.rate(score, comment, when),
+            lambda t, cid: t.rate(score, comment=comment, actor=CUSTOMER, at=when, command_id=cid),
+            CUSTOMER,
+            when,
+        )
+
+    @rule(tags=tag_lists, actor=actors, delta=deltas)
+    def tag(self, tags: list[str], actor: Actor, delta: int) -> None:
+        when = self.when(delta)
+        self.run(
+            lambda m: m.tag(tags, when),
+            lambda t, cid: t.tag(tags, actor=actor, at=when, command_id=cid),
+            actor,
+            when,
+        )
+
+    @rule(tags=tag_lists, actor=actors, delta=deltas)
+    def untag(self, tags: list[str], actor: Actor, delta: int) -> None:
+        when = self.when(delta)
+        self.run(
+            lambda m: m.untag(tags, when),
+            lambda t, cid: t.untag(tags, actor=actor, at=when, command_id=cid),
+            actor,
+            when,
+        )
+
+    @rule(category=st.sampled_from(["incident", "usage", "account"]), delta=deltas)
+    def categorize(self, category: str, delta: int) -> None:
+        when = self.when(delta)
+        self.run(
+            lambda m: m.categorize(category, when),
+            lambda t, cid: t.categorize(category, actor=AGENT, at=when, command_id=cid),
+            AGENT,
+            when,
+        )
+
+    @rule(priority=st.sampled_from(list(Priority)), delta=deltas)
+    def prioritize(self, priority: Priority, delta: int) -> None:
+        when = self.when(delta)
+        self.run(
+            lambda m: m.prioritize(str(priority), when),
+            lambda t, cid: t.prioritize(priority, actor=AGENT, at=when, command_id=cid),
+            AGENT,
+            when,
+        )
+
+    # --- invariants -----------------------------------------------------------------------
+
+    @invariant()
+    def status_is_valid_and_as_modelled(self) -> None:
+        assert isinstance(self.ticket.status, Status)
+        assert self.ticket.status == self.model.status
+
+    @invariant()
+    def state_is_as_modelled(self) -> None:
+        state = self.ticket.as_dict()
+        model = self.model
+        assert (state["team"], state["agent"]) == (model.team, model.agent)
+        assert state["tags"] == sorted(model.tags)
+        assert (state["priority"], state["category"]) == (model.priority, model.category)
+        assert state["resolution"] == model.resolution
+        assert state["reopen_count"] == model.reopen_count
+        expected_rating = (
+            None if model.rating is None else {"score": model.rating[0], "comment": model.rating[1]}
+        )
+        assert state["rating"] == expected_rating
+        assert [(c["body"], c["visibility"]) for c in state["comments"]] == model.comments
+        assert state["updated_at"] == model.last_at.isoformat()
+
+    @invariant()
+    def version_counts_every_event(self) -> None:
+        assert self.ticket.version == len(self.events)
+        assert [e.originator_version for e in self.events] == list(range(1, len(self.events) + 1))
+
+    @invariant()
+    def replay_rebuilds_the_live_state(self) -> None:
+        assert replayed(self.events).as_dict() == self.ticket.as_dict()
+
+
+TestTicketLifecycle = TicketMachine.TestCase
+TestTicketLifecycle.settings = settings(stateful_step_count=40)

@@ -1,0 +1,93 @@
+"""`ticketing status`: where the event store, the stream and each process stand, and the lag."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from nats.aio.client import Client
+
+from commands.application import TicketingApplication
+from projections.relay import PUBLISHED_TOPICS, last_published_position
+from ticketing.nats_connect import NatsUnavailableError, connect, resolve_endpoint
+from ticketing.nats_server import EmbeddedNats
+from ticketing.settings import Settings
+
+LAG_SCAN_LIMIT = 1_000_000
+
+
+def store_position(app: TicketingApplication, after: int) -> dict[str, Any]:
+    """The last event the store holds and how many events come after `after`."""
+    pending = app.recorder.select_notifications(
+        start=after + 1, limit=LAG_SCAN_LIMIT, topics=PUBLISHED_TOPICS, inclusive_of_start=True
+    )
+    last = pending[-1].id if pending else after
+    return {"last_notification_id": last, "unpublished": len(pending)}
+
+
+async def discover_processes(nc: Client, wait: float = 0.5) -> list[dict[str, Any]]:
+    """Ask every `nats.micro` service for its stats and collect the answers for `wait` s."""
+    inbox = nc.new_inbox()
+    answers: list[dict[str, Any]] = []
+
+    async def collect(msg: Any) -> None:
+        answers.append(json.loads(msg.data))
+
+    sub = await nc.subscribe(inbox, cb=collect)
+    await nc.publish("$SRV.STATS", b"", reply=inbox)
+    await asyncio.sleep(wait)
+    await sub.unsubscribe()
+    return sorted(answers, key=lambda a: (a.get("name", ""), a.get("id", "")))
+
+
+async def gather_status(settings: Settings, app: TicketingApplication) -> dict[str, Any]:
+    status: dict[str, Any] = {"home": str(settings.home), "event_store": settings.event_store}
+    embedded = EmbeddedNats(settings.home)
+    status["nats"] = {
+        "url": settings.nats_url or embedded.running_url(),
+        "embedded": not settings.nats_url,
+        "reachable": False,
+    }
+    position = 0
+    try:
+        nc = await connect(
+            resolve_endpoint(settings), "admin", name="ticketing-status", reconnect_forever=False
+        )
+    except NatsUnavailableError as error:
+        status["nats"]["error"] = str(error)
+        nc = None
+    if nc is not None:
+        status["nats"]["reachable"] = True
+        try:
+            sequence, position = await last_published_position(nc.jetstream(timeout=2))
+            status["stream"] = {
+                "name": "TICKETING",
+                "last_sequence": sequence,
+                "last_notification_id": position,
+            }
+        except Exception as error:  # a missing stream is a status, not a crash
+            status["stream"] = {"name": "TICKETING", "error": str(error)}
+        status["processes"] = [
+            {
+                "name": a.get("name"),
+                "id": a.get("id"),
+                "version": a.get("version"),
+                "endpoints": len(a.get("endpoints") or []),
+                "stats": _process_stats(a),
+            }
+            for a in await discover_processes(nc)
+        ]
+        await nc.close()
+    store = await asyncio.to_thread(store_position, app, position)
+    status["store"] = {"last_notification_id": store["last_notification_id"]}
+    known = "last_notification_id" in status.get("stream", {})
+    status["relay_lag_events"] = store["unpublished"] if known else None
+    return status
+
+
+def _process_stats(answer: dict[str, Any]) -> dict[str, Any]:
+    endpoints = answer.get("endpoints") or []
+    requests = sum(int(e.get("num_requests", 0)) for e in endpoints)
+    data = [e.get("data") for e in endpoints if e.get("data")]
+    return {"requests": requests, **(data[0] if data else {})}
