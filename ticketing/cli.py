@@ -8,6 +8,7 @@ import logging
 import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 from uuid import UUID
 
@@ -49,8 +50,9 @@ def default_actor() -> str:
 class Context:
     """Per-invocation state: settings and a lazily built command service."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, home_given: bool = False) -> None:
         self.settings = settings
+        self.home_given = home_given
         self._service: CommandService | None = None
 
     @property
@@ -78,7 +80,7 @@ def cli(ctx: click.Context, home: str | None) -> None:
         settings = Settings.from_env().with_home(home)
     except SettingsError as error:
         raise CliError("configuration_error", str(error), 2) from error
-    ctx.obj = Context(settings)
+    ctx.obj = Context(settings, home_given=home is not None)
 
 
 def command_options(func: F) -> F:
@@ -406,47 +408,31 @@ def log(obj: Context, ticket: str, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option("--tickets", type=int, default=80, show_default=True, help="Tickets in the day.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the simulated day.")
 @pass_context
-def demo(obj: Context) -> None:
-    """Walk one ticket through its whole life in the data directory and show its history."""
-    from ticketing.demo import walk_through_a_ticket
+def demo(obj: Context, tickets: int, seed: int) -> None:
+    """Run the whole stack in a fresh data directory, drive a seeded day of support through
+    the NATS command API, show the queue and the KPIs, then stop everything."""
+    import tempfile
 
-    click.echo(f"event store: {obj.settings.event_store} ({obj.settings.home})")
-    walk_through_a_ticket(obj.service, click.echo)
+    from ticketing.demo import run_demo
 
-
-@cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@pass_context
-def status(obj: Context, as_json: bool) -> None:
-    """Event store, stream and processes: positions, lag and who is reachable."""
-    import asyncio
-
-    from ticketing.status import gather_status
-
-    report = asyncio.run(gather_status(obj.settings, obj.service.app))
-    if as_json:
-        click.echo(json.dumps(report))
-        return
-    nats = report["nats"]
-    stream = report.get("stream", {})
-    last_stored = report["store"]["last_notification_id"]
-    click.echo(f"event store   {report['event_store']}  last notification {last_stored}")
-    click.echo(
-        f"nats          {nats['url'] or '-'}  reachable={'yes' if nats['reachable'] else 'no'}"
-    )
-    click.echo(
-        f"stream        TICKETING  last sequence {stream.get('last_sequence', '-')}  "
-        f"last notification {stream.get('last_notification_id', '-')}"
-    )
-    lag = report["relay_lag_events"]
-    click.echo(f"relay lag     {'unknown' if lag is None else lag} events")
-    processes = report.get("processes", [])
-    if processes:
-        rows = [(p["name"], p["id"], p["version"], json.dumps(p["stats"])) for p in processes]
-        click.echo(output.table(rows, ["process", "id", "version", "stats"]))
-    else:
-        click.echo("no processes answered")
+    settings = obj.settings
+    if not obj.home_given:
+        base = Path(".ticketing-demo")
+        base.mkdir(exist_ok=True)
+        settings = settings.with_home(tempfile.mkdtemp(prefix="run-", dir=base))
+    elif settings.home.exists() and any(settings.home.iterdir()):
+        raise CliError(
+            "validation_error", f"--home {settings.home} is not empty; the demo needs a fresh one"
+        )
+    run_demo(settings, click.echo, tickets=tickets, seed=seed)
+    click.echo("")
+    click.echo(f"data kept in {settings.home}; explore it with e.g.")
+    click.echo(f"  ticketing --home {settings.home} queue --status solved")
+    example_sql = "SELECT channel, count(*) FROM ticket_facts GROUP BY 1"
+    click.echo(f'  ticketing --home {settings.home} sql "{example_sql}"')
 
 
 # --- processes ---------------------------------------------------------------------------
@@ -464,6 +450,97 @@ def _run(target: str) -> None:
     main = getattr(processes, target)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     processes.run_process(lambda stop: main(obj.settings, stop, click.echo))
+
+
+@run.command("queue-projector")
+def run_queue_projector() -> None:
+    """Keep the live queue (SQLite) and answer ticketing.query.queue."""
+    _run("queue_projector")
+
+
+@run.command("analytics-projector")
+def run_analytics_projector() -> None:
+    """Keep the DuckDB analytics projection and publish the analysts' read-only snapshot."""
+    _run("analytics_projector")
+
+
+@cli.command()
+@pass_context
+def serve(obj: Context) -> None:
+    """Run everything: embedded NATS (unless NATS_URL), command service, relay, projectors."""
+    from ticketing.supervisor import serve as serve_stack
+
+    serve_stack(obj.settings, click.echo)
+
+
+@cli.command()
+@click.option("--team", help="Only this team's tickets.")
+@click.option("--agent", help="Only this agent's tickets.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice([s.value for s in Status]),
+    help="Statuses to list (repeatable); default: the unsolved ones.",
+)
+@click.option(
+    "--priority",
+    "priorities",
+    multiple=True,
+    type=click.Choice([p.value for p in Priority]),
+    help="Priorities to list (repeatable).",
+)
+@click.option("--account", help="Only this account's tickets.")
+@click.option("--waiting-on", type=click.Choice(["customer", "us"]), help="Who acts next.")
+@click.option(
+    "--sort",
+    type=click.Choice(["priority", "age", "updated"]),
+    default="priority",
+    show_default=True,
+)
+@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of tickets.")
+@pass_context
+def queue(
+    obj: Context,
+    team: str | None,
+    agent: str | None,
+    statuses: tuple[str, ...],
+    priorities: tuple[str, ...],
+    account: str | None,
+    waiting_on: str | None,
+    sort: str,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """The live queue, from the queue projection."""
+    from projections.queue.queries import QueueNotReadyError, QueueQuery, list_queue, open_reader
+    from ticketing.processes import queue_path
+
+    query = QueueQuery.model_validate(
+        {
+            "team": team,
+            "agent": agent,
+            "status": list(statuses) or None,
+            "priority": list(priorities) or None,
+            "account": account,
+            "waiting_on": waiting_on,
+            "sort": sort,
+            "limit": limit,
+        }
+    )
+    try:
+        reader = open_reader(queue_path(obj.settings))
+    except QueueNotReadyError as error:
+        raise CliError("not_ready", str(error)) from error
+    try:
+        tickets = list_queue(reader, query)
+    finally:
+        reader.close()
+    if as_json:
+        click.echo(json.dumps(tickets))
+        return
+    click.echo(output.queue_table(tickets))
 
 
 @run.command("nats")

@@ -1,94 +1,117 @@
-"""`ticketing demo`: a scripted walk through a ticket's life, so a newcomer sees the core work."""
+"""`ticketing demo`: the whole stack on embedded defaults, driven through the NATS command API
+by a seeded day of support; then the live queue and the KPI table, and everything stops."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
-from uuid import UUID
 
-from commands import models as m
-from commands.replies import Reply
-from commands.service import CommandService
+from commands.client import SyncTicketingClient
 from ticketing import output
-from ticketing.domain.events import event_payload
+from ticketing.demo_day import support_day
+from ticketing.nats_connect import connect, resolve_endpoint
+from ticketing.processes import analytics_snapshot_path, queue_path
+from ticketing.settings import Settings
+from ticketing.supervisor import Supervisor
 
-AGENT = {"kind": "agent", "id": "ana"}
-CUSTOMER = {"kind": "customer", "id": "bob"}
 
-
-def walk_through_a_ticket(service: CommandService, say: Callable[[str], None]) -> UUID:
-    """Open, triage, converse, solve, rate and close one ticket; return its id."""
-
-    def run(step: str, command: m.Command) -> Reply:
-        reply = service.execute(command)
-        if not reply.ok:
-            raise RuntimeError(f"demo step {step!r} failed: {reply.as_dict()}")
-        changes = ", ".join(e["type"] for e in reply.events) or "no change"
-        say(f"  {step:<44} -> v{reply.version}: {changes}")
-        return reply
-
-    say("A ticket's life, one command at a time:")
-    if not service.account_exists("acme"):
-        run(
-            "register account acme (business tier)",
-            m.CreateAccount(
-                account_id="acme", account_name="Acme Corp", tier="business", actor=AGENT
-            ),
+def run_demo(
+    settings: Settings, say: Callable[[str], None], *, tickets: int = 80, seed: int = 7
+) -> dict[str, Any]:
+    supervisor = Supervisor(settings, say)
+    say(f"starting the stack in {settings.home}")
+    supervisor.start()
+    try:
+        endpoint = resolve_endpoint(settings)
+        started = time.monotonic()
+        with SyncTicketingClient(endpoint, timeout=10) as client:
+            counts = support_day(
+                lambda command: client.execute(command, retry_for=30, raise_errors=False),
+                tickets=tickets,
+                seed=seed,
+            )
+        elapsed = time.monotonic() - started
+        say(
+            f"sent {counts['commands']} commands over NATS in {elapsed:.1f} s: "
+            f"{counts['accounts']} accounts, {counts['tickets']} tickets, "
+            f"{counts['reopened']} reopened, {counts['rated']} rated"
         )
-    opened = run(
-        "customer opens a ticket by email",
-        m.OpenTicket(
-            account_id="acme",
-            requester="bob@acme.example",
-            subject="VPN drops every hour",
-            description="Since Monday the VPN disconnects hourly.",
-            channel="email",
-            actor=CUSTOMER,
-        ),
-    )
-    ticket = UUID(str(opened.ticket_id))
-    steps: list[tuple[str, dict[str, Any], type[m.TicketCommand]]] = [
-        ("triage: category technical", {"category": "technical"}, m.CategorizeTicket),
-        ("triage: priority high", {"priority": "high"}, m.PrioritizeTicket),
-        ("route to team network, agent ana", {"team": "network", "agent": "ana"}, m.AssignTicket),
-        (
-            "agent asks for logs (public reply)",
-            {"body": "Could you send the client log?"},
-            m.AddComment,
-        ),
-        ("agent waits on the customer", {"status": "pending"}, m.ChangeStatus),
-    ]
-    for step, fields, command in steps:
-        run(step, command(ticket_id=ticket, actor=AGENT, **fields))
-    run(
-        "customer replies (reopens to open)",
-        m.AddComment(ticket_id=ticket, body="Log attached.", actor=CUSTOMER),
-    )
-    run(
-        "internal note for the team",
-        m.AddComment(
-            ticket_id=ticket,
-            body="MTU mismatch on the gateway.",
-            visibility="internal",
-            actor=AGENT,
-        ),
-    )
-    run(
-        "agent solves it",
-        m.ResolveTicket(ticket_id=ticket, resolution="Gateway MTU set to 1400.", actor=AGENT),
-    )
-    run(
-        "customer rates 5/5",
-        m.RateTicket(ticket_id=ticket, score=5, comment="Fast and clear", actor=CUSTOMER),
-    )
-    run(
-        "ticket is closed (archived, still replayable)",
-        m.CloseTicket(ticket_id=ticket, actor=AGENT),
-    )
-    say("")
-    say("Its full history, replayed from the event store:")
-    say(output.events_table([event_payload(e) for e in service.app.events.get(ticket)]))
-    say("")
-    say("Current state:")
-    say(output.ticket_card(service.load_ticket(ticket).as_dict()))
-    return ticket
+        sequence = wait_for_projections(settings, timeout=90)
+        say(f"projections caught up with stream sequence {sequence}")
+        say("")
+        say("The queue (unsolved, by priority):")
+        say(show_queue(settings))
+        say("")
+        say("KPIs of the day (minutes; calendar time):")
+        say(show_kpis(settings))
+        return counts
+    finally:
+        supervisor.stop()
+
+
+def wait_for_projections(settings: Settings, timeout: float) -> int:
+    """Wait until the relay has published everything and both projections have it."""
+    from projections.relay import last_published_position
+    from ticketing.status import store_position
+
+    async def stream_position() -> tuple[int, int]:
+        nc = await connect(
+            resolve_endpoint(settings), "admin", name="demo", reconnect_forever=False
+        )
+        try:
+            return await last_published_position(nc.jetstream(timeout=5))
+        finally:
+            await nc.close()
+
+    from ticketing.bootstrap import build_application
+
+    app = build_application(settings)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            sequence, published = asyncio.run(stream_position())
+            unpublished = store_position(app, published)["unpublished"]
+            if unpublished == 0 and min(projection_positions(settings).values()) >= sequence:
+                return sequence
+            time.sleep(0.2)
+    finally:
+        app.close()
+    raise TimeoutError(f"projections did not catch up within {timeout:.0f} s")
+
+
+def projection_positions(settings: Settings) -> dict[str, int]:
+    import duckdb
+
+    from projections.queue.queries import open_reader, queue_position
+
+    positions = {"queue": 0, "analytics": 0}
+    if queue_path(settings).exists():
+        reader = open_reader(queue_path(settings))
+        try:
+            positions["queue"] = queue_position(reader)
+        finally:
+            reader.close()
+    snapshot = analytics_snapshot_path(settings)
+    if snapshot.exists():
+        with duckdb.connect(str(snapshot), read_only=True) as con:
+            row = con.execute("SELECT max(stream_sequence) FROM projection_position").fetchone()
+            positions["analytics"] = int(row[0] or 0) if row else 0
+    return positions
+
+
+def show_queue(settings: Settings, limit: int = 15) -> str:
+    from projections.queue.queries import QueueQuery, list_queue, open_reader
+
+    reader = open_reader(queue_path(settings))
+    try:
+        return output.queue_table(list_queue(reader, QueueQuery(limit=limit)))
+    finally:
+        reader.close()
+
+
+def show_kpis(settings: Settings) -> str:
+    from ticketing.cli_analytics import kpi_table
+
+    return kpi_table(analytics_snapshot_path(settings))

@@ -106,3 +106,25 @@ def _rating(rating: Mapping[str, Any] | None) -> str | None:
     if not rating:
         return None
     return f"{rating['score']}/5" + (f" {rating['comment']!r}" if rating.get("comment") else "")
+
+
+def queue_table(tickets: Sequence[Mapping[str, Any]]) -> str:
+    if not tickets:
+        return "no tickets match"
+    rows = [
+        (
+            t["ticket_id"],
+            t["priority"],
+            t["status"],
+            t["waiting_on"],
+            t["team"],
+            t["agent"],
+            t["account_id"],
+            t["channel"],
+            t["opened_at"][:16].replace("T", " "),
+            t["subject"],
+        )
+        for t in tickets
+    ]
+    headers = ["ticket", "priority", "status", "waiting", "team", "agent", "account", "channel"]
+    return table(rows, [*headers, "opened (UTC)", "subject"])

@@ -4,14 +4,21 @@ and registers as a `nats.micro` service so `ticketing status` can find it and re
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
+import threading
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from nats.micro import add_service
+from nats.micro.request import Request
+from pydantic import ValidationError
 
 from commands.nats_service import NatsCommandService
+from commands.replies import Reply
+from projections.consumer import Projector
 from projections.relay import Relay
 from ticketing import __version__
 from ticketing.bootstrap import build_application, build_command_service
@@ -85,3 +92,149 @@ async def _finish(task: asyncio.Task[Any], timeout: float) -> None:
         await asyncio.wait_for(task, timeout)
     except TimeoutError:
         log.warning("%s did not stop within %s s", task.get_name(), timeout)
+
+
+async def queue_projector(
+    settings: Settings, stop: asyncio.Event, say: Callable[[str], None]
+) -> None:
+    from projections.queue.queries import QueueQuery, list_queue, open_reader, queue_position
+    from projections.queue.store import QueueStore
+
+    path = queue_path(settings)
+    store = QueueStore(path)
+    nc = await connect(resolve_endpoint(settings), "projector", name="ticketing-queue-projector")
+    projector = Projector(nc, store, "queue-projector")
+
+    def answer_query(data: bytes) -> dict[str, Any]:
+        try:
+            query = QueueQuery.model_validate_json(data or b"{}")
+        except ValidationError as error:
+            return Reply.from_validation(error).as_dict()
+        reader = open_reader(path)
+        try:
+            return {
+                "ok": True,
+                "position": queue_position(reader),
+                "tickets": list_queue(reader, query),
+            }
+        finally:
+            reader.close()
+
+    async def on_query(request: Request) -> None:
+        result = await asyncio.to_thread(answer_query, request.data)
+        await request.respond(json.dumps(result).encode())
+
+    micro = await _register(nc, "ticketing-queue-projector", projector)
+    group = micro.add_group(name="ticketing.query", queue_group="ticketing-queue")
+    await group.add_endpoint(name="queue", handler=on_query)
+    say(f"queue projector writing {path}; answering ticketing.query.queue")
+    await _project_until(stop, projector)
+    await micro.stop()
+    await nc.drain()
+    store.close()
+
+
+async def analytics_projector(
+    settings: Settings, stop: asyncio.Event, say: Callable[[str], None]
+) -> None:
+    from projections.analytics.store import AnalyticsStore
+
+    store = SerializedStore(AnalyticsStore(analytics_path(settings)))
+    snapshot = analytics_snapshot_path(settings)
+    nc = await connect(
+        resolve_endpoint(settings), "projector", name="ticketing-analytics-projector"
+    )
+    projector = Projector(nc, store, "analytics-projector", batch_size=5000)
+    micro = await _register(nc, "ticketing-analytics-projector", projector)
+    say(f"analytics projector writing {analytics_path(settings)}; analysts read {snapshot}")
+    publisher = asyncio.create_task(_publish_snapshots(store, snapshot, stop))
+    await _project_until(stop, projector)
+    await _finish(publisher, 10)
+    await micro.stop()
+    await nc.drain()
+    store.close()
+
+
+SNAPSHOT_INTERVAL_S = 1.0
+"""Analysts see data at most this much (plus one batch) behind the projector."""
+
+
+class SerializedStore:
+    """Lets the projector and the snapshot publisher share one DuckDB connection safely."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.lock = threading.Lock()
+        self.published_position = -1
+
+    def position(self) -> int:
+        with self.lock:
+            return int(self.inner.position())
+
+    def apply(self, events: Any) -> None:
+        with self.lock:
+            self.inner.apply(events)
+
+    def publish_if_changed(self, target: Path) -> bool:
+        with self.lock:
+            position = int(self.inner.position())
+            if position == self.published_position and target.exists():
+                return False
+            self.inner.publish_snapshot(target)
+            self.published_position = position
+            return True
+
+    def close(self) -> None:
+        with self.lock:
+            self.inner.close()
+
+
+async def _publish_snapshots(store: SerializedStore, target: Path, stop: asyncio.Event) -> None:
+    while True:
+        try:
+            await asyncio.to_thread(store.publish_if_changed, target)
+        except Exception:
+            log.exception("publishing the analytics snapshot failed; will retry")
+        if stop.is_set():
+            return
+        try:
+            await asyncio.wait_for(stop.wait(), SNAPSHOT_INTERVAL_S)
+        except TimeoutError:
+            continue
+
+
+async def _register(nc: Any, name: str, projector: Projector) -> Any:
+    """A micro service per projector: `ticketing status` reads its position from the stats."""
+
+    async def on_position(request: Request) -> None:
+        await request.respond(json.dumps(vars(projector.stats)).encode())
+
+    micro = await add_service(
+        nc,
+        name=name,
+        version=__version__,
+        description=f"{name}: a projection of the TICKETING stream",
+        stats_handler=lambda _endpoint: vars(projector.stats),
+    )
+    group = micro.add_group(name=f"ticketing.query.{projector.durable}")
+    await group.add_endpoint(name="position", handler=on_position)
+    return micro
+
+
+async def _project_until(stop: asyncio.Event, projector: Projector) -> None:
+    task = asyncio.create_task(projector.run(), name=projector.durable)
+    await stop.wait()
+    projector.stop()
+    await _finish(task, 15)
+
+
+def queue_path(settings: Settings) -> Path:
+    return settings.home / "queue.sqlite"
+
+
+def analytics_path(settings: Settings) -> Path:
+    return settings.home / "analytics.duckdb"
+
+
+def analytics_snapshot_path(settings: Settings) -> Path:
+    return settings.home / "analytics-snapshot.duckdb"

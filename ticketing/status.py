@@ -79,6 +79,11 @@ async def gather_status(settings: Settings, app: TicketingApplication) -> dict[s
             for a in await discover_processes(nc)
         ]
         await nc.close()
+    last_sequence = status.get("stream", {}).get("last_sequence")
+    for process in status.get("processes", []):
+        position_reached = process["stats"].get("position")
+        if "projector" in str(process["name"]) and last_sequence is not None:
+            process["lag_events"] = max(0, last_sequence - int(position_reached or 0))
     store = await asyncio.to_thread(store_position, app, position)
     status["store"] = {"last_notification_id": store["last_notification_id"]}
     known = "last_notification_id" in status.get("stream", {})

@@ -23,16 +23,18 @@ What is measured, in one process and one run, on a durable store:
 nearest-rank percentiles of those latencies. `ratio` is ours/ceiling commands per second;
 the aim is 0.7. One JSON object goes to stdout, progress to stderr.
 
-Why the runs are interleaved: absolute rates on our shared machines drift 2-4x within minutes
-(neighbours, CPU frequency, the disk's fsync queue). Measuring all of "ours" and then all of the
-ceiling would let that drift land on one side and distort the ratio, which is the stable number
-we care about. So the lifecycles are split into `--rounds` slices; each round measures ours and
-the ceiling back to back on the same number of lifecycles, and the order flips every round
-(ours-first, ceiling-first, ...) so neither side always gets the warmer or the colder position.
-Latencies of all rounds are pooled. Every measurement gets a fresh store (a new temporary
-directory, or a new PostgreSQL schema dropped afterwards) and a few untimed warm-up lifecycles
-(connection setup, first-use costs), so no measurement reads a bigger or warmer store than the
-other.
+Why the runs are interleaved: absolute rates on our shared machines drift 2-4x within minutes,
+even within seconds (neighbours, CPU frequency, the disk's and PostgreSQL's fsync queues; one
+75-lifecycle slice of the ceiling on PostgreSQL once ran at 160 commands/s between slices at
+430-540). Measuring all of "ours" and then all of the ceiling lets such a dip land on one side
+only and swings the ratio, the number we care about, between 0.45 and 0.97 on identical code.
+So both sides run at the same time, lifecycle by lifecycle: in each round both get a fresh
+store of their own (a new temporary directory, or a new PostgreSQL schema dropped afterwards)
+and a few untimed warm-up lifecycles (connections, first-use costs), then they alternate one
+lifecycle each, flipping who goes first every lifecycle (ours, ceiling, ceiling, ours, ...) so
+neither side always follows the other's fsync. A dip then costs both sides alike. `--rounds`
+splits the lifecycles over several fresh store pairs (default 2) so that neither store grows
+much bigger than the other; the latencies of all rounds are pooled.
 
 The ceiling's aggregate class is defined here, in `__main__`, so its stored topics are
 `__main__:...`; that is fine because the same process writes and reads them and the store is
@@ -57,8 +59,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -74,7 +76,7 @@ from eventsourcing.domain import Aggregate  # noqa: E402
 
 from commands import models as m  # noqa: E402
 from commands.command_log import ticket_id_for  # noqa: E402
-from commands.service import CommandService  # noqa: E402
+from commands.replies import Reply  # noqa: E402
 from ticketing.bootstrap import build_command_service  # noqa: E402
 from ticketing.domain.values import ActorKind, Priority, SlaTier, Status, Visibility  # noqa: E402
 from ticketing.settings import Settings  # noqa: E402
@@ -179,33 +181,34 @@ def lifecycle_commands(number: int) -> list[m.Command]:
     ]
 
 
-def run_lifecycle(service: CommandService, number: int, latencies: list[int] | None) -> None:
-    for command in lifecycle_commands(number):
-        start = time.perf_counter_ns()
-        reply = service.execute(command)
-        elapsed = time.perf_counter_ns() - start
+class Ours:
+    """The command service on a fresh store, with the account its tickets belong to."""
+
+    name = "ours"
+
+    def __init__(self, settings: Settings) -> None:
+        self.service = build_command_service(settings)
+        self.latencies: list[int] = []
+        account = m.CreateAccount(account_id=ACCOUNT_ID, account_name="Acme", tier=SlaTier.BUSINESS)
+        self._check(account, self.service.execute(account))
+
+    def lifecycle(self, number: int, *, timed: bool = True) -> None:
+        times: list[int] = []
+        for command in lifecycle_commands(number):
+            start = time.perf_counter_ns()
+            reply = self.service.execute(command)
+            times.append(time.perf_counter_ns() - start)
+            self._check(command, reply)
+        if timed:
+            self.latencies.extend(times)
+
+    def close(self) -> None:
+        self.service.app.close()
+
+    @staticmethod
+    def _check(command: m.Command, reply: Reply) -> None:
         if not reply.ok:
             raise RuntimeError(f"{command.name} failed: {reply.to_json()}")
-        if latencies is not None:
-            latencies.append(elapsed)
-
-
-def measure_ours(settings: Settings, lifecycles: int, warmup: int) -> list[int]:
-    service = build_command_service(settings)
-    try:
-        reply = service.execute(
-            m.CreateAccount(account_id=ACCOUNT_ID, account_name="Acme", tier=SlaTier.BUSINESS)
-        )
-        if not reply.ok:
-            raise RuntimeError(f"create_account failed: {reply.to_json()}")
-        for number in range(warmup):
-            run_lifecycle(service, -1 - number, None)
-        latencies: list[int] = []
-        for number in range(lifecycles):
-            run_lifecycle(service, number, latencies)
-        return latencies
-    finally:
-        service.app.close()
 
 
 # --- ceiling: the plain library -------------------------------------------------------------
@@ -241,46 +244,40 @@ CEILING_CHANGES = (
 )
 
 
-def run_ceiling_lifecycle(app: Application[Any], number: int, latencies: list[int] | None) -> None:
-    times: list[int] = []
-    start = time.perf_counter_ns()
-    ticket = BenchTicket._create(
-        BenchTicket.Opened, id=uuid.uuid4(), subject=f"VPN drops every hour ({number})"
-    )
-    app.save(ticket)
-    times.append(time.perf_counter_ns() - start)
-    ticket_id = ticket.id
-    for key, value in CEILING_CHANGES:
+class Ceiling:
+    """A plain `Application` on a fresh store, doing the same number of commands."""
+
+    name = "ceiling"
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.app: Application[Any] = Application(env=env)
+        self.latencies: list[int] = []
+
+    def lifecycle(self, number: int, *, timed: bool = True) -> None:
+        app = self.app
+        times: list[int] = []
         start = time.perf_counter_ns()
-        loaded: BenchTicket = app.repository.get(ticket_id)
-        loaded.trigger_event(BenchTicket.Changed, key=key, value=value)
-        app.save(loaded)
+        ticket = BenchTicket._create(
+            BenchTicket.Opened, id=uuid.uuid4(), subject=f"VPN drops every hour ({number})"
+        )
+        app.save(ticket)
         times.append(time.perf_counter_ns() - start)
-    if latencies is not None:
-        latencies.extend(times)
+        for key, value in CEILING_CHANGES:
+            start = time.perf_counter_ns()
+            loaded: BenchTicket = app.repository.get(ticket.id)
+            loaded.trigger_event(BenchTicket.Changed, key=key, value=value)
+            app.save(loaded)
+            times.append(time.perf_counter_ns() - start)
+        if loaded.version != COMMANDS_PER_LIFECYCLE:
+            raise RuntimeError(f"ceiling ticket at version {loaded.version}")
+        if timed:
+            self.latencies.extend(times)
 
-
-def measure_ceiling(env: dict[str, str], lifecycles: int, warmup: int) -> list[int]:
-    app: Application[Any] = Application(env=env)
-    try:
-        for number in range(warmup):
-            run_ceiling_lifecycle(app, -1 - number, None)
-        latencies: list[int] = []
-        for number in range(lifecycles):
-            run_ceiling_lifecycle(app, number, latencies)
-        return latencies
-    finally:
-        app.close()
+    def close(self) -> None:
+        self.app.close()
 
 
 # --- running and reporting ------------------------------------------------------------------
-
-
-@dataclass
-class Side:
-    name: str
-    measure: Callable[[Settings, dict[str, str], int, int], list[int]]
-    latencies: list[int] = field(default_factory=list)
 
 
 def percentile_ms(ordered: list[int], fraction: float) -> float:
@@ -304,22 +301,33 @@ def split(total: int, parts: int) -> list[int]:
 
 
 def run(store: Store, lifecycles: int, rounds: int, warmup: int) -> dict[str, Any]:
-    ours = Side("ours", lambda s, _env, n, w: measure_ours(s, n, w))
-    ceiling = Side("ceiling", lambda _s, env, n, w: measure_ceiling(env, n, w))
+    ours_latencies: list[int] = []
+    ceiling_latencies: list[int] = []
     slices = [n for n in split(lifecycles, rounds) if n > 0]
     for index, count in enumerate(slices):
-        order = (ours, ceiling) if index % 2 == 0 else (ceiling, ours)
-        for side in order:
-            with store.fresh() as (settings, env):
-                latencies = side.measure(settings, env, count, warmup)
-            side.latencies.extend(latencies)
-            stats = summary(latencies)
+        with store.fresh() as (settings, _), store.fresh() as (_, env):
+            ours, ceiling = Ours(settings), Ceiling(env)
+            try:
+                for number in range(warmup):
+                    ours.lifecycle(-1 - number, timed=False)
+                    ceiling.lifecycle(-1 - number, timed=False)
+                for number in range(count):
+                    pair = (ours, ceiling) if number % 2 == 0 else (ceiling, ours)
+                    for side in pair:
+                        side.lifecycle(number)
+            finally:
+                ours.close()
+                ceiling.close()
+        for side in (ours, ceiling):
+            stats = summary(side.latencies)
             log(
                 f"round {index + 1}/{len(slices)} {side.name:7}: {count} lifecycles, "
                 f"{stats['commands_per_s']:.0f} commands/s, p50 {stats['p50_ms']:.2f} ms, "
                 f"p99 {stats['p99_ms']:.2f} ms"
             )
-    ours_stats, ceiling_stats = summary(ours.latencies), summary(ceiling.latencies)
+        ours_latencies.extend(ours.latencies)
+        ceiling_latencies.extend(ceiling.latencies)
+    ours_stats, ceiling_stats = summary(ours_latencies), summary(ceiling_latencies)
     return {
         "benchmark": "commands",
         "store": store.kind,
@@ -336,12 +344,19 @@ def run(store: Store, lifecycles: int, rounds: int, warmup: int) -> dict[str, An
 
 
 def profile_ours(store: Store, lifecycles: int, warmup: int) -> None:
-    """cProfile one extra (unreported) measurement of ours; top functions go to stderr."""
-    with store.fresh() as (settings, _env):
-        profiler = cProfile.Profile()
-        profiler.enable()
-        measure_ours(settings, lifecycles, warmup)
-        profiler.disable()
+    """cProfile one extra (unreported) run of ours; the top functions go to stderr."""
+    with store.fresh() as (settings, _):
+        ours = Ours(settings)
+        try:
+            for number in range(warmup):
+                ours.lifecycle(-1 - number, timed=False)
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for number in range(lifecycles):
+                ours.lifecycle(number)
+            profiler.disable()
+        finally:
+            ours.close()
     for order in ("cumulative", "tottime"):
         text = io.StringIO()
         pstats.Stats(profiler, stream=text).strip_dirs().sort_stats(order).print_stats(30)
@@ -360,7 +375,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="default: $TICKETING_TEST_POSTGRES_URL",
     )
     parser.add_argument(
-        "--rounds", type=int, default=4, help="interleaved slices per side (4; 2 with --smoke)"
+        "--rounds", type=int, default=2, help="fresh store pairs the lifecycles are split over (2)"
     )
     parser.add_argument(
         "--warmup", type=int, default=2, help="untimed lifecycles per measurement (2)"
@@ -370,7 +385,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if args.smoke:
-        args.lifecycles, args.rounds, args.warmup = 5, 2, 1
+        args.lifecycles, args.rounds, args.warmup = 5, 1, 1
     if args.lifecycles < 1 or args.rounds < 1 or args.warmup < 0:
         parser.error("--lifecycles and --rounds must be positive, --warmup not negative")
     if args.store == "postgres" and not args.postgres_url:

@@ -1,0 +1,83 @@
+"""Queue queries for the CLI, the Python API and `ticketing.query.queue` alike."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from projections.queue.store import COLUMNS
+
+UNSOLVED = ("new", "open", "pending", "on_hold")
+ORDER_BY = {
+    "priority": "priority_rank ASC, opened_at ASC",
+    "age": "opened_at ASC",
+    "updated": "updated_at DESC",
+}
+
+
+class QueueQuery(BaseModel):
+    """Filters and sort of a queue screen; unset filters match everything, and by default
+    only unsolved tickets are listed."""
+
+    model_config = ConfigDict(extra="forbid")
+    team: str | None = None
+    agent: str | None = None
+    status: list[Literal["new", "open", "pending", "on_hold", "solved", "closed"]] | None = None
+    priority: list[Literal["low", "normal", "high", "urgent"]] | None = None
+    account: str | None = None
+    waiting_on: Literal["customer", "us"] | None = None
+    sort: Literal["priority", "age", "updated"] = "priority"
+    limit: int = Field(default=100, ge=1, le=10_000)
+
+
+class QueueNotReadyError(RuntimeError):
+    """The queue projection has not been created yet."""
+
+
+def open_reader(path: Path) -> sqlite3.Connection:
+    if not path.exists():
+        raise QueueNotReadyError(
+            f"no queue projection at {path}: run `ticketing serve` (or `ticketing run "
+            "queue-projector`), or `ticketing rebuild queue`"
+        )
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+
+
+def list_queue(reader: sqlite3.Connection, query: QueueQuery) -> list[dict[str, Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("team", query.team),
+        ("agent", query.agent),
+        ("account_id", query.account),
+    ):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    statuses: list[str] = list(query.status or UNSOLVED)
+    clauses.append(f"status IN ({','.join('?' for _ in statuses)})")
+    params.extend(statuses)
+    if query.priority:
+        clauses.append(f"priority IN ({','.join('?' for _ in query.priority)})")
+        params.extend(query.priority)
+    if query.waiting_on:
+        clauses.append("waiting_on = ?")
+        params.append(query.waiting_on)
+    sql = (
+        f"SELECT {','.join(COLUMNS)} FROM queue_tickets WHERE {' AND '.join(clauses)} "
+        f"ORDER BY {ORDER_BY[query.sort]}, ticket_id LIMIT ?"
+    )
+    rows = reader.execute(sql, [*params, query.limit]).fetchall()
+    tickets = [dict(zip(COLUMNS, row, strict=True)) for row in rows]
+    for ticket in tickets:
+        ticket["tags"] = json.loads(ticket["tags"])
+    return tickets
+
+
+def queue_position(reader: sqlite3.Connection) -> int:
+    row = reader.execute("SELECT stream_sequence FROM projection_position").fetchone()
+    return int(row[0]) if row else 0

@@ -1,0 +1,292 @@
+"""The queue projection in SQLite (WAL): readers in other processes never block the projector.
+
+A batch is folded in memory to one row per ticket, then written with the stream position in
+one transaction."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from projections.consumer import StreamEvent
+
+COLUMNS = (
+    "ticket_id",
+    "account_id",
+    "account_tier",
+    "requester",
+    "subject",
+    "status",
+    "priority",
+    "priority_rank",
+    "category",
+    "channel",
+    "team",
+    "agent",
+    "tags",
+    "opened_at",
+    "updated_at",
+    "status_since",
+    "waiting_on",
+    "waiting_since",
+    "first_reply_at",
+    "solved_at",
+    "closed_at",
+    "reopen_count",
+    "comment_count",
+    "last_customer_reply_at",
+    "last_agent_reply_at",
+    "rating_score",
+    "follow_up_of",
+    "version",
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS queue_tickets (
+    ticket_id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL,
+    account_tier TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    status TEXT NOT NULL,
+    priority TEXT NOT NULL,
+    priority_rank INTEGER NOT NULL,
+    category TEXT,
+    channel TEXT NOT NULL,
+    team TEXT,
+    agent TEXT,
+    tags TEXT NOT NULL,
+    opened_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    status_since TEXT NOT NULL,
+    waiting_on TEXT,
+    waiting_since TEXT,
+    first_reply_at TEXT,
+    solved_at TEXT,
+    closed_at TEXT,
+    reopen_count INTEGER NOT NULL,
+    comment_count INTEGER NOT NULL,
+    last_customer_reply_at TEXT,
+    last_agent_reply_at TEXT,
+    rating_score INTEGER,
+    follow_up_of TEXT,
+    version INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_tickets_status ON queue_tickets (status, priority_rank, opened_at);
+CREATE INDEX IF NOT EXISTS queue_tickets_team ON queue_tickets (team, status);
+CREATE INDEX IF NOT EXISTS queue_tickets_agent ON queue_tickets (agent, status);
+CREATE INDEX IF NOT EXISTS queue_tickets_account ON queue_tickets (account_id, status);
+CREATE TABLE IF NOT EXISTS queue_accounts (
+    account_uuid TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    tier TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS projection_position (
+    projection TEXT PRIMARY KEY,
+    stream_sequence INTEGER NOT NULL,
+    updated_at TEXT NOT NULL
+);
+"""
+
+PRIORITY_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
+WAITING_ON = {"new": "us", "open": "us", "on_hold": "us", "pending": "customer"}
+PROJECTION = "queue"
+
+
+def utc_text(value: str) -> str:
+    """One fixed ISO format in UTC, so times sort correctly as text."""
+    return datetime.fromisoformat(value).astimezone(UTC).isoformat(timespec="microseconds")
+
+
+class QueueStore:
+    """Writes the queue projection; `apply` is atomic with the position."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def position(self) -> int:
+        row = self.db.execute(
+            "SELECT stream_sequence FROM projection_position WHERE projection = ?", (PROJECTION,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def apply(self, events: Sequence[StreamEvent]) -> None:
+        tickets = self._load({e.payload["aggregate_id"] for e in events})
+        accounts: dict[str, dict[str, Any]] = {}
+        tier_changes: list[tuple[str, str]] = []
+        for event in events:
+            payload = event.payload
+            kind = payload["type"]
+            if kind.startswith("Account"):
+                _fold_account(accounts, payload, tier_changes, self.db)
+            else:
+                fold_ticket(tickets, payload)
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            if tickets:
+                placeholders = ",".join("?" for _ in COLUMNS)
+                self.db.executemany(
+                    f"INSERT OR REPLACE INTO queue_tickets ({','.join(COLUMNS)}) "
+                    f"VALUES ({placeholders})",
+                    [tuple(row[c] for c in COLUMNS) for row in tickets.values()],
+                )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO queue_accounts VALUES (?, ?, ?, ?)",
+                [(k, a["account_id"], a["name"], a["tier"]) for k, a in accounts.items()],
+            )
+            self.db.executemany(
+                "UPDATE queue_tickets SET account_tier = ? WHERE account_id = ?", tier_changes
+            )
+            self.db.execute(
+                "INSERT OR REPLACE INTO projection_position VALUES (?, ?, ?)",
+                (PROJECTION, events[-1].sequence, datetime.now(UTC).isoformat()),
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def _load(self, ticket_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        ids = list(ticket_ids)
+        rows: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            cursor = self.db.execute(
+                f"SELECT {','.join(COLUMNS)} FROM queue_tickets "
+                f"WHERE ticket_id IN ({','.join('?' for _ in chunk)})",
+                chunk,
+            )
+            for values in cursor:
+                rows[values[0]] = dict(zip(COLUMNS, values, strict=True))
+        return rows
+
+
+def _fold_account(
+    accounts: dict[str, dict[str, Any]],
+    payload: dict[str, Any],
+    tier_changes: list[tuple[str, str]],
+    db: sqlite3.Connection,
+) -> None:
+    key = payload["aggregate_id"]
+    if key not in accounts:
+        row = db.execute(
+            "SELECT account_id, name, tier FROM queue_accounts WHERE account_uuid = ?", (key,)
+        ).fetchone()
+        if row:
+            accounts[key] = {"account_id": row[0], "name": row[1], "tier": row[2]}
+    if payload["type"] == "AccountRegistered":
+        accounts[key] = {k: payload[k] for k in ("account_id", "name", "tier")}
+    elif key in accounts and payload["type"] == "AccountTierChanged":
+        accounts[key]["tier"] = payload["tier"]
+        tier_changes.append((payload["tier"], accounts[key]["account_id"]))
+    elif key in accounts and payload["type"] == "AccountRenamed":
+        accounts[key]["name"] = payload["name"]
+
+
+def fold_ticket(tickets: dict[str, dict[str, Any]], payload: dict[str, Any]) -> None:
+    """Apply one ticket event to its queue row (created by TicketOpened)."""
+    ticket_id = payload["aggregate_id"]
+    at = utc_text(payload["occurred_at"])
+    kind = payload["type"]
+    if kind == "TicketOpened":
+        tickets[ticket_id] = _opened_row(payload, at)
+        return
+    row = tickets.get(ticket_id)
+    if row is None or payload["version"] <= row["version"]:
+        return  # an event already folded (replays are harmless)
+    row["version"] = payload["version"]
+    row["updated_at"] = at
+    if kind == "TicketCategorized":
+        row["category"] = payload["category"]
+    elif kind == "TicketPrioritized":
+        row["priority"] = payload["priority"]
+        row["priority_rank"] = PRIORITY_RANK[payload["priority"]]
+    elif kind == "TicketAssigned":
+        row["team"], row["agent"] = payload["team"], payload["agent"]
+    elif kind == "CommentAdded":
+        _fold_comment(row, payload, at)
+    elif "to_status" in payload:
+        _fold_status(row, payload, at)
+    elif kind == "TicketRated":
+        row["rating_score"] = payload["score"]
+    elif kind in ("TicketTagged", "TicketUntagged"):
+        tags = set(json.loads(row["tags"]))
+        tags = (
+            tags | set(payload["tags"]) if kind == "TicketTagged" else tags - set(payload["tags"])
+        )
+        row["tags"] = json.dumps(sorted(tags))
+
+
+def _opened_row(payload: dict[str, Any], at: str) -> dict[str, Any]:
+    return {
+        "ticket_id": payload["aggregate_id"],
+        "account_id": payload["account_id"],
+        "account_tier": payload["account_tier"],
+        "requester": payload["requester"],
+        "subject": payload["subject"],
+        "status": "new",
+        "priority": payload["priority"],
+        "priority_rank": PRIORITY_RANK[payload["priority"]],
+        "category": payload["category"],
+        "channel": payload["channel"],
+        "team": None,
+        "agent": None,
+        "tags": json.dumps(sorted(payload["tags"])),
+        "opened_at": at,
+        "updated_at": at,
+        "status_since": at,
+        "waiting_on": "us",
+        "waiting_since": at,
+        "first_reply_at": None,
+        "solved_at": None,
+        "closed_at": None,
+        "reopen_count": 0,
+        "comment_count": 0,
+        "last_customer_reply_at": None,
+        "last_agent_reply_at": None,
+        "rating_score": None,
+        "follow_up_of": payload["follow_up_of"],
+        "version": payload["version"],
+    }
+
+
+def _fold_comment(row: dict[str, Any], payload: dict[str, Any], at: str) -> None:
+    row["comment_count"] += 1
+    if payload["visibility"] != "public":
+        return
+    actor_kind = payload["actor"]["kind"]
+    if actor_kind == "customer":
+        row["last_customer_reply_at"] = at
+    elif actor_kind == "agent":
+        row["last_agent_reply_at"] = at
+        row["first_reply_at"] = row["first_reply_at"] or at
+
+
+def _fold_status(row: dict[str, Any], payload: dict[str, Any], at: str) -> None:
+    status = payload["to_status"]
+    before = WAITING_ON.get(row["status"])
+    row["status"] = status
+    row["status_since"] = at
+    waiting = WAITING_ON.get(status)
+    if waiting != before:
+        row["waiting_on"], row["waiting_since"] = waiting, at if waiting else None
+    if payload["type"] == "TicketResolved":
+        row["solved_at"] = at
+    elif payload["type"] == "TicketReopened":
+        row["reopen_count"] += 1
+        row["solved_at"] = None
+    elif payload["type"] == "TicketClosed":
+        row["closed_at"] = at

@@ -1,0 +1,849 @@
+"""Benchmark: the whole write pipeline — NATS commands, group commit, relay — in one run.
+
+Run as a file, never imported:
+
+    .venv/bin/python scripts/bench/pipeline.py                  # 3,000 commands/case, 20,000 events
+    .venv/bin/python scripts/bench/pipeline.py --smoke          # tiny sizes, < 30 s, for CI
+    .venv/bin/python scripts/bench/pipeline.py --commands 6000 --relay-events 50000
+
+Everything happens in one fresh temporary directory with the embedded nats-server
+(`EmbeddedNats(home).start()`), on the durable SQLite default, and is removed afterwards; every
+process started here is stopped by its PID in `finally`, also on errors.
+
+What is measured, in this order:
+
+1. **ceiling, first half** — the one-commit-per-command ceiling: `CommandService.execute`
+   in-process, one command after another, on its own fresh SQLite home (each command = one
+   durable commit). Half of the commands run before the NATS cases and half after, and both
+   halves are pooled, so drift of the shared machine does not land on one side only.
+2. **NATS request/reply** with 1, 16 and 64 concurrent callers: one `ticketing run
+   command-service` subprocess (`python -m ticketing.cli`, TICKETING_HOME = the temp home), the
+   async `commands.client.TicketingClient` on `--connections` connections (default 1) in this
+   process. Every caller issues add_comment / tag_ticket / assign_ticket commands on tickets it
+   alone uses (pre-opened through the Python API before the service starts), so concurrent
+   commands never conflict and the service can group them into one commit. Each case sends
+   `--commands` commands in total (split evenly over the callers), after one untimed warm-up
+   command per caller on a separate ticket. Latency is measured around `client.execute`
+   (serialise, request, reply validation); building the pydantic commands is not timed.
+   `commands_per_s` is commands / wall time of the case. The service's own `nats.micro` stats
+   (groups, commands) give the mean group size per case.
+3. **ceiling, second half** (see 1).
+4. **relay vs raw publish**: `--relay-events` published events are written to another fresh
+   SQLite store via `CommandService.execute_many` (tickets opened, then commands on them in
+   groups of 128 distinct tickets; command records, which the relay does not publish, are in
+   the store as in production). Then, against the same server: raw `js.publish_async` of the
+   same payloads and application headers to a scratch stream (`BENCH_RAW`, `bench.raw.>`,
+   admin role), `projections.relay.Relay(app, nc).run_until_caught_up()` in-process on a
+   "relay"-role connection from an empty TICKETING stream, and raw publishing once more. The
+   raw rate is the pooled rate of both raw runs (before and after the relay).
+
+Commands per ticket are capped (`--per-ticket`, default 10) so that every case loads tickets of
+the same short history; all sides get the same command mix.
+
+Percentiles are nearest-rank. One JSON object goes to stdout, progress to stderr.
+
+Aims: ours at 64 callers >= 2x the ceiling; p99 at 64 callers <= 50 ms; relay >= 0.5x raw.
+
+`--profile` adds diagnostics on stderr (never in the JSON): a second command-service
+subprocess, this file run with `--profiled-service`, that cProfiles `execute_many` in its
+worker thread and the event loop in its main thread under the 64-caller load, plus a timing
+breakdown of one more relay catch-up (read, decode/encode, publish, wait for acks).
+
+SQLite files go under the system temporary directory (set TMPDIR to measure another disk; a
+tmpfs would make fsync free and the numbers meaningless for durability).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+# Run as a file, this script's folder comes first on sys.path, and its sibling commands.py
+# would shadow the project's `commands` package: drop the folder before importing the project.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
+import nats.errors  # noqa: E402
+import nats.js.errors  # noqa: E402
+from nats.js.api import StorageType, StreamConfig  # noqa: E402
+
+from commands import models as m  # noqa: E402
+from commands.client import TicketingClient  # noqa: E402
+from commands.command_log import ticket_id_for  # noqa: E402
+from commands.service import CommandService  # noqa: E402
+from projections.relay import PUBLISHED_TOPICS, Relay  # noqa: E402
+from ticketing.bootstrap import build_application, build_command_service  # noqa: E402
+from ticketing.domain.values import ActorKind, SlaTier, Visibility  # noqa: E402
+from ticketing.nats_connect import NatsEndpoint, connect  # noqa: E402
+from ticketing.nats_roles import STREAM, read_credentials  # noqa: E402
+from ticketing.nats_server import EmbeddedNats  # noqa: E402
+from ticketing.settings import Settings  # noqa: E402
+
+CASES = (1, 16, 64)
+AIM_RATIO_64 = 2.0
+AIM_P99_64_MS = 50.0
+AIM_RELAY_RATIO = 0.5
+ACCOUNT_ID = "acme"
+AGENT = m.ActorModel(kind=ActorKind.AGENT, id="ana")
+CUSTOMER = m.ActorModel(kind=ActorKind.CUSTOMER, id="bob")
+SERVICE_NAME = "ticketing-commands"
+RAW_STREAM = "BENCH_RAW"
+RAW_PREFIX = "bench.raw."
+GROUP = 128  # commands per execute_many call when writing the relay's events
+REQUEST_TIMEOUT_S = 30.0
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- workload -------------------------------------------------------------------------------
+
+
+def open_command(label: str) -> m.OpenTicket:
+    return m.OpenTicket(
+        account_id=ACCOUNT_ID,
+        requester="bob@acme.example",
+        subject=f"VPN drops every hour ({label})",
+        description="Since Monday the VPN client disconnects roughly once an hour.",
+        actor=CUSTOMER,
+    )
+
+
+def ticket_command(ticket_id: Any, index: int) -> m.Command:
+    """The index-th command on a ticket: comment, tag, assign in turn, each causing one event."""
+    kind = index % 3
+    if kind == 0:
+        return m.AddComment(
+            ticket_id=ticket_id,
+            body=f"Could you send the client logs from the last disconnect? ({index})",
+            visibility=Visibility.PUBLIC,
+            actor=AGENT,
+        )
+    if kind == 1:
+        return m.TagTicket(ticket_id=ticket_id, tags=[f"vpn-{index}"], actor=AGENT)
+    return m.AssignTicket(ticket_id=ticket_id, team="tier1", agent=f"agent{index}", actor=AGENT)
+
+
+def split(total: int, parts: int) -> list[int]:
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+@dataclass
+class Plan:
+    """Tickets to pre-open and, per caller, the commands to send on them."""
+
+    opens: list[m.OpenTicket] = field(default_factory=list)
+    warmup: list[m.Command] = field(default_factory=list)  # one per caller
+    callers: list[list[m.Command]] = field(default_factory=list)
+
+    @property
+    def commands(self) -> int:
+        return sum(len(c) for c in self.callers)
+
+
+def plan_case(label: str, total: int, callers: int, per_ticket: int) -> Plan:
+    plan = Plan()
+    for caller, count in enumerate(split(total, callers)):
+        warm = open_command(f"{label} warm-up {caller}")
+        plan.opens.append(warm)
+        plan.warmup.append(ticket_command(ticket_id_for(warm.command_id), 0))
+        commands: list[m.Command] = []
+        for ticket_number, size in enumerate(split(count, -(-count // per_ticket) or 1)):
+            opener = open_command(f"{label} caller {caller} ticket {ticket_number}")
+            plan.opens.append(opener)
+            ticket_id = ticket_id_for(opener.command_id)
+            commands.extend(ticket_command(ticket_id, i) for i in range(size))
+        plan.callers.append(commands)
+    return plan
+
+
+def execute_grouped(service: CommandService, commands: Sequence[m.Command]) -> int:
+    """Run commands through `execute_many` in groups (each group: distinct aggregates);
+    return how many events they caused."""
+    events = 0
+    for start in range(0, len(commands), GROUP):
+        for reply in service.execute_many(commands[start : start + GROUP]):
+            if not reply.ok:
+                raise RuntimeError(f"setup command failed: {reply.to_json()}")
+            events += len(reply.events)
+    return events
+
+
+def create_account(service: CommandService) -> None:
+    reply = service.execute(
+        m.CreateAccount(account_id=ACCOUNT_ID, account_name="Acme", tier=SlaTier.BUSINESS)
+    )
+    if not reply.ok:
+        raise RuntimeError(f"create_account failed: {reply.to_json()}")
+
+
+# --- statistics -----------------------------------------------------------------------------
+
+
+def percentile_ms(ordered: list[int], fraction: float) -> float:
+    """Nearest-rank percentile of sorted nanosecond latencies, in milliseconds."""
+    rank = max(1, round(fraction * len(ordered) + 0.5))
+    return ordered[min(rank, len(ordered)) - 1] / 1e6
+
+
+def summary(latencies: list[int], wall_s: float) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {
+        "commands_per_s": round(len(ordered) / wall_s, 1),
+        "p50_ms": round(percentile_ms(ordered, 0.50), 3),
+        "p99_ms": round(percentile_ms(ordered, 0.99), 3),
+    }
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+def ticketing_env(home: Path) -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("NATS_URL", "TICKETING_NATS_CREDENTIALS")
+    }
+    env.update(TICKETING_HOME=str(home), TICKETING_EVENT_STORE="sqlite", PYTHONUNBUFFERED="1")
+    return env
+
+
+def start_process(home: Path, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+    """Start a child in its own session, output to a log file under `home`."""
+    log_file = (home / f"{log_name}.log").open("ab")
+    try:
+        return subprocess.Popen(
+            [sys.executable, *args],
+            env=ticketing_env(home),
+            cwd=home,  # never this folder: its commands.py would shadow the package
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    finally:
+        log_file.close()
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM by PID and wait; SIGKILL if it hangs."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            process.wait(5)
+
+
+def log_tail(home: Path, log_name: str) -> str:
+    path = home / f"{log_name}.log"
+    return path.read_text(errors="replace")[-2000:] if path.exists() else "(no log)"
+
+
+async def wait_for_service(
+    endpoint: NatsEndpoint, process: subprocess.Popen[bytes], home: Path, log_name: str
+) -> None:
+    """Until the command service answers a `nats.micro` PING (or its process dies)."""
+    nc = await connect(endpoint, "caller", name="bench-wait", reconnect_forever=False)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"{log_name} exited with {process.returncode}:\n{log_tail(home, log_name)}"
+                )
+            try:
+                await nc.request(f"$SRV.PING.{SERVICE_NAME}", b"", timeout=0.5)
+                return
+            except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"{log_name} did not answer within 60 s:\n{log_tail(home, log_name)}"
+                    ) from None
+                await asyncio.sleep(0.1)
+    finally:
+        await nc.close()
+
+
+async def service_stats(client: TicketingClient) -> dict[str, int]:
+    """The command service's own counters (groups, commands) from `$SRV.STATS`."""
+    message = await client.nc.request(f"$SRV.STATS.{SERVICE_NAME}", b"", timeout=2)
+    endpoints = json.loads(message.data).get("endpoints") or []
+    data = next((e["data"] for e in endpoints if e.get("data")), {})
+    return {"groups": int(data.get("groups", 0)), "commands": int(data.get("commands", 0))}
+
+
+# --- NATS request/reply ---------------------------------------------------------------------
+
+
+async def run_case(endpoint: NatsEndpoint, plan: Plan, connections: int) -> dict[str, Any]:
+    clients = [
+        await TicketingClient.connect(endpoint, role="caller", timeout=REQUEST_TIMEOUT_S)
+        for _ in range(max(1, min(connections, len(plan.callers))))
+    ]
+    failures: list[str] = []
+
+    async def caller(client: TicketingClient, commands: list[m.Command], out: list[int]) -> None:
+        for command in commands:
+            start = time.perf_counter_ns()
+            reply = await client.execute(command, raise_errors=False)
+            out.append(time.perf_counter_ns() - start)
+            if not reply.ok:
+                failures.append(reply.to_json())
+
+    try:
+        pick = [clients[i % len(clients)] for i in range(len(plan.callers))]
+        await asyncio.gather(*(caller(c, [w], []) for c, w in zip(pick, plan.warmup, strict=True)))
+        before = await service_stats(clients[0])
+        latencies: list[list[int]] = [[] for _ in plan.callers]
+        start = time.perf_counter()
+        await asyncio.gather(
+            *(
+                caller(c, cmds, out)
+                for c, cmds, out in zip(pick, plan.callers, latencies, strict=True)
+            )
+        )
+        wall = time.perf_counter() - start
+        after = await service_stats(clients[0])
+    finally:
+        for client in clients:
+            await client.close()
+    if failures:
+        raise RuntimeError(f"{len(failures)} commands failed, first: {failures[0]}")
+    pooled = [x for out in latencies for x in out]
+    groups = after["groups"] - before["groups"]
+    commands = after["commands"] - before["commands"]
+    return {
+        **summary(pooled, wall),
+        "mean_group_size": round(commands / groups, 2) if groups else None,
+    }
+
+
+# --- the ceiling ----------------------------------------------------------------------------
+
+
+def run_ceiling(service: CommandService, commands: list[m.Command]) -> tuple[list[int], float]:
+    latencies: list[int] = []
+    start = time.perf_counter()
+    for command in commands:
+        begin = time.perf_counter_ns()
+        reply = service.execute(command)
+        latencies.append(time.perf_counter_ns() - begin)
+        if not reply.ok:
+            raise RuntimeError(f"{command.name} failed: {reply.to_json()}")
+    return latencies, time.perf_counter() - start
+
+
+# --- relay and raw publishing ---------------------------------------------------------------
+
+
+def write_relay_events(service: CommandService, events: int, per_ticket: int) -> None:
+    """Store about `events` published events (opens, then commands on the tickets, in groups
+    of distinct tickets); a command may cause two events (a first assignment or agent reply
+    also changes the status), so the total can overshoot by a few."""
+    tickets = max(1, min(events, events // (per_ticket + per_ticket // 3) or 1))
+    opens = [open_command(f"relay {n}") for n in range(tickets)]
+    written = 1 + execute_grouped(service, opens)  # + the account
+    ids = [ticket_id_for(o.command_id) for o in opens]
+    index = 0
+    while written < events:
+        position = 0
+        while written < events and position < len(ids):
+            chunk = ids[position : position + min(GROUP, events - written)]
+            written += execute_grouped(service, [ticket_command(t, index) for t in chunk])
+            position += len(chunk)
+        index += 1
+        log(f"  relay store: {written}/{events} events")
+
+
+Message = tuple[str, bytes, dict[str, str]]
+
+
+async def raw_messages(endpoint: NatsEndpoint, service: CommandService) -> list[Message]:
+    """The relay's own messages for the store (same payloads, same application headers) on
+    `bench.raw.*` subjects, without the relay's JetStream guards (msg id, expected sequence)."""
+    nc = await connect(endpoint, "relay", name="bench-encode", reconnect_forever=False)
+    try:
+        return encode_all(Relay(service.app, nc))
+    finally:
+        await nc.close()
+
+
+def encode_all(relay: Relay) -> list[Message]:
+    messages = []
+    position = 0
+    while True:
+        batch = relay.app.recorder.select_notifications(
+            start=position + 1, limit=1000, topics=PUBLISHED_TOPICS, inclusive_of_start=True
+        )
+        if not batch:
+            return messages
+        for notification in batch:
+            subject, payload, headers = relay.message_for(notification)
+            headers.pop("Nats-Msg-Id", None)
+            messages.append((RAW_PREFIX + subject.split(".", 2)[2], payload, headers))
+        position = batch[-1].id
+
+
+async def publish_raw(endpoint: NatsEndpoint, messages: list[Message]) -> float:
+    """Pipelined `publish_async` of every message to a fresh scratch stream; seconds taken."""
+    nc = await connect(endpoint, "admin", name="bench-raw", reconnect_forever=False)
+    try:
+        js = nc.jetstream(timeout=10)
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.delete_stream(RAW_STREAM)
+        await js.add_stream(
+            StreamConfig(
+                name=RAW_STREAM,
+                subjects=[f"{RAW_PREFIX}>"],
+                storage=StorageType.FILE,
+                duplicate_window=120.0,
+            )
+        )
+        prepared = [(s, p, dict(h)) for s, p, h in messages]
+        start = time.perf_counter()
+        futures = [await js.publish_async(s, p, headers=h) for s, p, h in prepared]
+        acks = await asyncio.wait_for(asyncio.gather(*futures), timeout=120)
+        elapsed = time.perf_counter() - start
+        info = await js.stream_info(RAW_STREAM)
+        if info.state.messages != len(messages) or acks[-1].seq != len(messages):
+            raise RuntimeError(f"raw stream holds {info.state.messages}/{len(messages)} messages")
+        await js.delete_stream(RAW_STREAM)
+        return elapsed
+    finally:
+        await nc.close()
+
+
+async def run_relay(
+    endpoint: NatsEndpoint, relay_settings: Settings, expected: int
+) -> tuple[int, float, int]:
+    """The relay from an empty TICKETING stream until caught up: (published, seconds)."""
+    app = build_application(relay_settings)
+    nc = await connect(endpoint, "relay", name="bench-relay", reconnect_forever=False)
+    try:
+        relay = Relay(app, nc)
+        start = time.perf_counter()
+        await relay.run_until_caught_up()
+        elapsed = time.perf_counter() - start
+        info = await relay.js.stream_info(STREAM)
+        if relay.stats.published != expected or info.state.messages != expected:
+            raise RuntimeError(
+                f"relay published {relay.stats.published}, stream holds "
+                f"{info.state.messages}, expected {expected}"
+            )
+        return relay.stats.published, elapsed, relay.stats.batches
+    finally:
+        await nc.close()
+        app.close()
+
+
+# --- diagnostics (--profile) ----------------------------------------------------------------
+
+
+def print_profile(source: cProfile.Profile | str, title: str, lines: int = 25) -> None:
+    for order in ("cumulative", "tottime"):
+        text = io.StringIO()
+        stats = pstats.Stats(source, stream=text)
+        stats.strip_dirs().sort_stats(order).print_stats(lines)
+        log(f"--- {title}, sorted by {order} ---")
+        log(text.getvalue())
+
+
+def profiled_service_main(output: Path) -> None:
+    """Run as `--profiled-service OUT` in a child: the real command service, with cProfile on
+    the event loop (main thread) and on every `execute_many` call (worker thread), plus the
+    wall time and size of each group; everything is written to OUT.* on SIGTERM."""
+    from ticketing import processes
+
+    loop_profiler = cProfile.Profile()
+    store_profiler = cProfile.Profile()
+    groups: list[tuple[int, float]] = []
+    lock = threading.Lock()
+    original = CommandService.execute_many
+
+    def execute_many(self: CommandService, commands: Sequence[m.Command]) -> list[Any]:
+        with lock:
+            store_profiler.enable()
+            start = time.perf_counter()
+            try:
+                return original(self, commands)
+            finally:
+                groups.append((len(commands), time.perf_counter() - start))
+                store_profiler.disable()
+
+    CommandService.execute_many = execute_many  # type: ignore[method-assign]
+    settings = Settings.from_env()
+
+    async def main(stop: asyncio.Event) -> None:
+        loop_profiler.enable()
+        try:
+            await processes.command_service(settings, stop, lambda text: None)
+        finally:
+            loop_profiler.disable()
+
+    processes.run_process(main)
+    loop_profiler.dump_stats(f"{output}.loop")
+    store_profiler.dump_stats(f"{output}.store")
+    Path(f"{output}.groups").write_text(json.dumps(groups))
+
+
+def diagnose_service(endpoint: NatsEndpoint, home: Path, per_ticket: int, total: int) -> None:
+    """The 64-caller case against a profiled command service; where its time goes."""
+    service = build_command_service(Settings(home=home))
+    try:
+        plan = plan_case("profile", total, 64, per_ticket)
+        execute_grouped(service, plan.opens)
+    finally:
+        service.app.close()
+    out = home / "service.prof"
+    process = start_process(
+        home, [os.path.abspath(__file__), "--profiled-service", str(out)], "profiled-service"
+    )
+    try:
+        asyncio.run(wait_for_service(endpoint, process, home, "profiled-service"))
+        start = time.perf_counter()
+        result = asyncio.run(run_case(endpoint, plan, 1))
+        wall = time.perf_counter() - start
+        log(f"profiled service, 64 callers: {result} (case incl. connect {wall:.2f} s)")
+    finally:
+        stop_process(process, 60)
+    groups = json.loads(Path(f"{out}.groups").read_text())[64:]  # skip the warm-up
+    busy = sum(seconds for _, seconds in groups)
+    sizes = sorted(size for size, _ in groups)
+    log(
+        f"execute_many: {len(groups)} groups, sizes p50 {sizes[len(sizes) // 2]} max "
+        f"{sizes[-1]}, {busy:.2f} s busy in the worker thread "
+        f"({busy / max(1, sum(sizes)) * 1e3:.3f} ms per command)"
+    )
+    print_profile(f"{out}.store", "command service: execute_many (worker thread)")
+    print_profile(f"{out}.loop", "command service: event loop (main thread)")
+
+
+def diagnose_client(endpoint: NatsEndpoint, home: Path, per_ticket: int, total: int) -> None:
+    """cProfile of the calling side (this process) during a 64-caller case."""
+    service = build_command_service(Settings(home=home))
+    try:
+        plan = plan_case("client-profile", total, 64, per_ticket)
+        execute_grouped(service, plan.opens)
+    finally:
+        service.app.close()
+    process = start_process(home, ["-m", "ticketing.cli", "run", "command-service"], "cs-client")
+    try:
+        asyncio.run(wait_for_service(endpoint, process, home, "cs-client"))
+        profiler = cProfile.Profile()
+        profiler.enable()
+        result = asyncio.run(run_case(endpoint, plan, 1))
+        profiler.disable()
+        log(f"profiled client, 64 callers: {result}")
+        print_profile(profiler, "calling side (64 callers, this process)")
+    finally:
+        stop_process(process)
+
+
+@contextlib.contextmanager
+def timed(totals: dict[str, float], key: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        totals[key] = totals.get(key, 0.0) + time.perf_counter() - start
+
+
+def diagnose_relay(endpoint: NatsEndpoint, relay_settings: Settings, expected: int) -> None:
+    """One more relay catch-up (stream deleted first) with a per-phase timing breakdown."""
+
+    async def go() -> None:
+        admin = await connect(endpoint, "admin", name="bench-admin", reconnect_forever=False)
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await admin.jetstream().delete_stream(STREAM)
+        await admin.close()
+        app = build_application(relay_settings)
+        nc = await connect(endpoint, "relay", name="bench-relay", reconnect_forever=False)
+        totals: dict[str, float] = {}
+        relay = Relay(app, nc)
+        read, encode = relay._read_after, relay.message_for
+
+        def read_after(position: int) -> Any:
+            with timed(totals, "read notifications (worker thread)"):
+                return read(position)
+
+        def message_for(notification: Any) -> Any:
+            with timed(totals, "decode event + encode JSON (message_for)"):
+                return encode(notification)
+
+        publish_async = relay.js.publish_async
+
+        async def timed_publish(*args: Any, **kwargs: Any) -> Any:
+            with timed(totals, "js.publish_async calls"):
+                return await publish_async(*args, **kwargs)
+
+        relay._read_after = read_after  # type: ignore[method-assign]
+        relay.message_for = message_for  # type: ignore[method-assign]
+        relay.js.publish_async = timed_publish  # type: ignore[method-assign]
+        try:
+            profiler = cProfile.Profile()
+            start = time.perf_counter()
+            profiler.enable()
+            await relay.run_until_caught_up()
+            profiler.disable()
+            total = time.perf_counter() - start
+        finally:
+            await nc.close()
+            app.close()
+        log(f"relay (instrumented): {relay.stats.published}/{expected} events in {total:.2f} s")
+        for key, seconds in totals.items():
+            log(f"  {key:45} {seconds:7.3f} s  {seconds / total:6.1%}")
+        rest = total - sum(totals.values())
+        label = "rest (awaiting acks, batching, stream info)"
+        log(f"  {label:45} {rest:7.3f} s  {rest / total:6.1%}")
+        print_profile(profiler, "relay catch-up (event loop thread)", 20)
+
+    asyncio.run(go())
+
+
+# --- running --------------------------------------------------------------------------------
+
+
+@dataclass
+class Ceiling:
+    """The one-commit-per-command side: its own store, measured in two halves."""
+
+    service: CommandService
+    commands: list[m.Command]
+    latencies: list[int] = field(default_factory=list)
+    wall: float = 0.0
+
+    @classmethod
+    def prepare(cls, home: Path, total: int, per_ticket: int) -> Ceiling:
+        service = build_command_service(Settings(home=home))
+        try:
+            create_account(service)
+            plan = plan_case("ceiling", total, 1, per_ticket)
+            execute_grouped(service, plan.opens)
+            for command in plan.warmup:
+                service.execute(command)
+        except BaseException:
+            service.app.close()
+            raise
+        return cls(service, plan.callers[0])
+
+    def measure(self, part: int) -> None:
+        half = len(self.commands) // 2
+        commands = self.commands[:half] if part == 1 else self.commands[half:]
+        latencies, wall = run_ceiling(self.service, commands)
+        self.latencies += latencies
+        self.wall += wall
+        log(f"ceiling {part}/2: {len(commands)} commands, {len(commands) / wall:.0f} commands/s")
+
+
+def prepare_service_store(home: Path, plans: dict[int, Plan]) -> None:
+    """Pre-open every ticket the NATS cases use, before the service starts."""
+    service = build_command_service(Settings(home=home))
+    try:
+        create_account(service)
+        for plan in plans.values():
+            execute_grouped(service, plan.opens)
+    finally:
+        service.app.close()
+    log(f"service store: {sum(len(p.opens) for p in plans.values())} tickets pre-opened")
+
+
+def measure_nats(
+    endpoint: NatsEndpoint, home: Path, plans: dict[int, Plan], connections: int
+) -> dict[str, Any]:
+    """Every case against one command-service subprocess, stopped again before returning."""
+    process = start_process(
+        home, ["-m", "ticketing.cli", "run", "command-service"], "command-service"
+    )
+    try:
+        asyncio.run(wait_for_service(endpoint, process, home, "command-service"))
+        cases: dict[str, Any] = {}
+        for callers in CASES:
+            stats = asyncio.run(run_case(endpoint, plans[callers], connections))
+            cases[str(callers)] = stats
+            log(
+                f"nats {callers:2} callers: {stats['commands_per_s']:.0f} commands/s, p50 "
+                f"{stats['p50_ms']:.2f} ms, p99 {stats['p99_ms']:.2f} ms, mean group "
+                f"{stats['mean_group_size']}"
+            )
+        return cases
+    finally:
+        stop_process(process)
+
+
+def measure_relay(
+    endpoint: NatsEndpoint, relay_settings: Settings, events: int, per_ticket: int
+) -> dict[str, Any]:
+    """Write the events, then raw publish, the relay, raw publish again."""
+    writer = build_command_service(relay_settings)
+    try:
+        create_account(writer)
+        start = time.perf_counter()
+        write_relay_events(writer, events, per_ticket)
+        messages = asyncio.run(raw_messages(endpoint, writer))
+        written = len(messages)
+        log(f"relay store: {written} events written in {time.perf_counter() - start:.1f} s")
+    finally:
+        writer.app.close()
+    raw_first = asyncio.run(publish_raw(endpoint, messages))
+    log(f"raw 1/2: {len(messages) / raw_first:.0f} messages/s")
+    published, seconds, batches = asyncio.run(run_relay(endpoint, relay_settings, written))
+    rate = published / seconds
+    log(f"relay: {published} events in {seconds:.2f} s ({rate:.0f}/s, {batches} batches)")
+    raw_second = asyncio.run(publish_raw(endpoint, messages))
+    log(f"raw 2/2: {len(messages) / raw_second:.0f} messages/s")
+    return {
+        "relay": {
+            "events": published,
+            "events_per_s": round(published / seconds, 1),
+            "batches": batches,
+            "mean_payload_bytes": round(sum(len(p) for _, p, _ in messages) / len(messages), 1),
+        },
+        "raw_publish_async": {
+            "messages": len(messages),
+            "messages_per_s": round(2 * len(messages) / (raw_first + raw_second), 1),
+            "runs_messages_per_s": [
+                round(len(messages) / raw_first, 1),
+                round(len(messages) / raw_second, 1),
+            ],
+        },
+    }
+
+
+def aim(target: float, value: float, higher_is_better: bool = True) -> dict[str, Any]:
+    met = value >= target if higher_is_better else value <= target
+    return {"aim": target, "value": round(value, 3), "met": met}
+
+
+def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    server_home = root / "service"
+    server_home.mkdir()
+    server = EmbeddedNats(server_home)
+    ceiling: Ceiling | None = None
+    try:
+        url = server.start()
+        endpoint = NatsEndpoint(url, read_credentials(server.credentials_path))
+        log(f"nats-server at {url}; homes under {root}")
+        plans = {n: plan_case(f"case {n}", args.commands, n, args.per_ticket) for n in CASES}
+        prepare_service_store(server_home, plans)
+        ceiling = Ceiling.prepare(root / "ceiling", args.commands, args.per_ticket)
+        ceiling.measure(1)
+        cases = measure_nats(endpoint, server_home, plans, args.connections)
+        ceiling.measure(2)
+        ceiling_stats = summary(ceiling.latencies, ceiling.wall)
+        ceiling.service.app.close()
+        ceiling = None
+        relay_settings = Settings(home=root / "relay-store")
+        relay = measure_relay(endpoint, relay_settings, args.relay_events, args.per_ticket)
+        if args.profile:
+            diagnose_relay(endpoint, relay_settings, relay["relay"]["events"])
+            diagnose_client(endpoint, server_home, args.per_ticket, args.commands)
+            diagnose_service(endpoint, server_home, args.per_ticket, args.commands)
+    finally:
+        if ceiling is not None:
+            ceiling.service.app.close()
+        server.stop()
+
+    ratio_64 = cases["64"]["commands_per_s"] / ceiling_stats["commands_per_s"]
+    relay_ratio = relay["relay"]["events_per_s"] / relay["raw_publish_async"]["messages_per_s"]
+    return {
+        "benchmark": "pipeline",
+        "store": "sqlite",
+        "commands_per_case": args.commands,
+        "commands_per_ticket": args.per_ticket,
+        "connections": args.connections,
+        "nats_request_reply": cases,
+        "ceiling_one_commit_per_command": ceiling_stats,
+        "ratio_64_vs_ceiling": round(ratio_64, 3),
+        "aims": {
+            "ratio_64_vs_ceiling": aim(AIM_RATIO_64, ratio_64),
+            "p99_ms_at_64": aim(AIM_P99_64_MS, cases["64"]["p99_ms"], higher_is_better=False),
+            "relay_ratio": aim(AIM_RELAY_RATIO, relay_ratio),
+        },
+        **relay,
+        "relay_ratio": round(relay_ratio, 3),
+        "python": platform.python_version(),
+        "eventsourcing": version("eventsourcing"),
+        "nats_py": version("nats-py"),
+        "cpus": os.cpu_count(),
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--commands", type=int, default=3000, help="commands per case (3000)")
+    parser.add_argument(
+        "--relay-events", type=int, default=20000, help="events for the relay (20000)"
+    )
+    parser.add_argument(
+        "--per-ticket", type=int, default=10, help="commands per ticket at most (10)"
+    )
+    parser.add_argument(
+        "--connections", type=int, default=1, help="client connections shared by callers (1)"
+    )
+    parser.add_argument("--smoke", action="store_true", help="tiny run for CI (< 30 s)")
+    parser.add_argument(
+        "--profile", action="store_true", help="also print diagnostics (cProfile) to stderr"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--profiled-service", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.commands, args.relay_events, args.per_ticket = 128, 400, 4
+    if min(args.commands, args.relay_events, args.per_ticket, args.connections) < 1:
+        parser.error("sizes must be positive")
+    if args.commands < max(CASES):
+        parser.error(f"--commands must be at least {max(CASES)} (one per caller)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.profiled_service is not None:
+        profiled_service_main(args.profiled_service)
+        return 0
+    log(
+        f"bench pipeline: {args.commands} commands per case ({', '.join(map(str, CASES))} "
+        f"callers, {args.connections} connection(s)), ceiling {args.commands} commands, "
+        f"relay {args.relay_events} events, SQLite"
+    )
+    root = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    try:
+        result = run(args, root)
+    finally:
+        if args.keep:
+            log(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    log(
+        f"ratio 64/ceiling {result['ratio_64_vs_ceiling']:.2f} (aim {AIM_RATIO_64}), p99@64 "
+        f"{result['nats_request_reply']['64']['p99_ms']:.1f} ms (aim {AIM_P99_64_MS}), relay "
+        f"ratio {result['relay_ratio']:.2f} (aim {AIM_RELAY_RATIO})"
+    )
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

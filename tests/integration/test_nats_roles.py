@@ -1,0 +1,205 @@
+"""Role users on the embedded nats-server: each credential can do its job and nothing more."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import stat
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import nats.errors
+import pytest
+from nats.aio.client import Client
+
+from commands import models as m
+from commands.client import ForbiddenError, SyncTicketingClient
+from projections.relay import stream_config
+from ticketing.nats_connect import ConnectionEvents, NatsEndpoint, connect, resolve_endpoint
+from ticketing.nats_roles import STREAM
+from ticketing.nats_server import EmbeddedNats, NatsServerError
+from ticketing.settings import Settings
+
+from tests.conftest import missing_dependency
+
+# ticketing/nats_server.py drops the nats-server `Popen` handle while the server runs on, so
+# every `nats_home` set-up raises "ResourceWarning: subprocess N is still running" (a reported
+# bug, pinned by the last test of this module); only that warning is ignored here.
+SERVER_HANDLE_WARNING = r"ignore:subprocess \d+ is still running:ResourceWarning"
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.nats,
+    pytest.mark.filterwarnings(SERVER_HANDLE_WARNING),
+]
+
+OPEN_TICKET = "ticketing.cmd.open_ticket"
+AN_EVENT = "ticketing.events.ticket.x"
+
+
+async def eventually(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    """The async twin of `wait_until`: poll without blocking the event loop, fail at a deadline."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def denied(events: ConnectionEvents, subject: str) -> bool:
+    """A permissions-violation error for `subject` reached error_cb (the server lowercases it)."""
+    needle = f'"{subject.lower()}"'
+    return any(
+        "permissions violation" in str(e).lower() and needle in str(e).lower()
+        for e in events.errors
+    )
+
+
+async def as_role(endpoint: NatsEndpoint, role: str) -> tuple[Client, ConnectionEvents]:
+    events = ConnectionEvents()
+    nc = await connect(endpoint, role, name=f"test-{role}", reconnect_forever=False, events=events)
+    return nc, events
+
+
+async def stream_messages(admin: Client) -> int:
+    info = await admin.jetstream(timeout=2).stream_info(STREAM)
+    return int(info.state.messages)
+
+
+@pytest.fixture
+def endpoint(nats_home: Path) -> NatsEndpoint:
+    """This home's server with the TICKETING stream in place (created by an operator)."""
+    endpoint = resolve_endpoint(Settings(home=nats_home))
+
+    async def create_stream() -> None:
+        admin, _ = await as_role(endpoint, "admin")
+        try:
+            await admin.jetstream(timeout=2).add_stream(stream_config())
+        finally:
+            await admin.close()
+
+    asyncio.run(create_stream())
+    return endpoint
+
+
+def test_a_projector_can_publish_neither_commands_nor_events(endpoint: NatsEndpoint) -> None:
+    async def scenario() -> None:
+        admin, _ = await as_role(endpoint, "admin")
+        projector, events = await as_role(endpoint, "projector")
+        try:
+            before = await stream_messages(admin)
+            # When
+            await projector.publish(OPEN_TICKET, b'{"account_id": "acme"}')
+            await projector.publish(AN_EVENT, b'{"type": "TicketOpened"}')
+            await projector.flush(timeout=2)
+            # Then
+            await eventually(lambda: denied(events, OPEN_TICKET), "the command to be denied")
+            await eventually(lambda: denied(events, AN_EVENT), "the event to be denied")
+            assert await stream_messages(admin) == before
+            # ... while what a projector is for still works: reading the stream
+            info = await projector.jetstream(timeout=2).stream_info(STREAM)
+            assert info.config.name == STREAM
+        finally:
+            await projector.close()
+            await admin.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_caller_cannot_write_events_nor_delete_the_stream(endpoint: NatsEndpoint) -> None:
+    delete = f"$JS.API.STREAM.DELETE.{STREAM}"
+
+    async def scenario() -> None:
+        admin, _ = await as_role(endpoint, "admin")
+        caller, events = await as_role(endpoint, "caller")
+        try:
+            before = await stream_messages(admin)
+            # When
+            await caller.publish(AN_EVENT, b'{"type": "TicketOpened"}')
+            await caller.flush(timeout=2)
+            with pytest.raises(nats.errors.TimeoutError):
+                await caller.request(delete, b"", timeout=0.5)
+            # Then
+            await eventually(lambda: denied(events, AN_EVENT), "the event to be denied")
+            await eventually(lambda: denied(events, delete), "the stream deletion to be denied")
+            info = await admin.jetstream(timeout=2).stream_info(STREAM)
+            assert info.config.name == STREAM
+            assert await stream_messages(admin) == before
+        finally:
+            await caller.close()
+            await admin.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_analyst_cannot_publish_commands_but_can_read_the_stream(
+    endpoint: NatsEndpoint,
+) -> None:
+    async def scenario() -> None:
+        analyst, events = await as_role(endpoint, "analyst")
+        try:
+            with pytest.raises(nats.errors.TimeoutError):
+                await analyst.request(OPEN_TICKET, b"{}", timeout=0.5)
+            await eventually(lambda: denied(events, OPEN_TICKET), "the command to be denied")
+            info = await analyst.jetstream(timeout=2).stream_info(STREAM)
+            assert info.config.name == STREAM
+        finally:
+            await analyst.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_relay_user_can_publish_events(endpoint: NatsEndpoint) -> None:
+    async def scenario() -> None:
+        admin, _ = await as_role(endpoint, "admin")
+        relay, events = await as_role(endpoint, "relay")
+        try:
+            before = await stream_messages(admin)
+            ack = await relay.jetstream(timeout=2).publish(
+                AN_EVENT, b'{"type": "TicketOpened"}', headers={"Nats-Msg-Id": "x:1"}
+            )
+            assert ack.stream == STREAM
+            assert not ack.duplicate
+            assert await stream_messages(admin) == before + 1
+            stored = await admin.jetstream(timeout=2).get_msg(STREAM, ack.seq)
+            assert stored.subject == AN_EVENT
+            assert events.errors == []
+        finally:
+            await relay.close()
+            await admin.close()
+
+    asyncio.run(scenario())
+
+
+def test_credentials_and_server_config_are_readable_by_the_owner_only(nats_home: Path) -> None:
+    server = EmbeddedNats(nats_home)
+    for path in (server.credentials_path, server.config_path):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_the_client_with_projector_credentials_raises_forbidden(endpoint: NatsEndpoint) -> None:
+    command = m.OpenTicket(account_id="acme", requester="bob@acme.example", subject="VPN")
+    started = time.monotonic()
+    with (
+        SyncTicketingClient(endpoint, role="projector", timeout=1.0) as client,
+        pytest.raises(ForbiddenError, match="ticketing.cmd.open_ticket"),
+    ):
+        client.execute(command)
+    assert time.monotonic() - started < 5
+
+
+def test_starting_the_embedded_server_leaves_no_process_handle_behind(tmp_path: Path) -> None:
+    server = EmbeddedNats(tmp_path / "home")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            server.start()
+        except NatsServerError as error:
+            missing_dependency(f"cannot start the embedded nats-server: {error}")
+        try:
+            gc.collect()
+        finally:
+            server.stop()
+    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert leaks == [], "EmbeddedNats.start() dropped its Popen while nats-server still runs"

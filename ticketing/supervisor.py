@@ -1,0 +1,138 @@
+"""`ticketing serve`: the embedded nats-server and every process as supervised children.
+
+A child that dies is restarted with a growing delay; Ctrl-C or SIGTERM stops them all in
+reverse order (producers first, so projectors drain what was published)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ticketing.nats_server import EmbeddedNats
+from ticketing.settings import Settings
+
+PROCESSES = ("command-service", "relay", "queue-projector", "analytics-projector")
+MAX_BACKOFF_S = 30.0
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    backoff: float = 0.5
+    next_start: float = 0.0
+    started_at: float = 0.0
+
+
+@dataclass
+class Supervisor:
+    settings: Settings
+    say: Callable[[str], None] = print
+    processes: tuple[str, ...] = PROCESSES
+    children: dict[str, Child] = field(default_factory=dict)
+
+    @property
+    def logs(self) -> Path:
+        return self.settings.home / "logs"
+
+    def start(self) -> None:
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        if not self.settings.nats_url:
+            url = EmbeddedNats(self.settings.home).start()
+            self.say(f"nats-server     {url} (embedded, store in {self.settings.home / 'nats'})")
+        for name in self.processes:
+            child = Child(name)
+            self.children[name] = child
+            self._spawn(child)
+
+    def _spawn(self, child: Child) -> None:
+        log = (self.logs / f"{child.name}.log").open("ab")
+        env = {**os.environ, "TICKETING_HOME": str(self.settings.home), "PYTHONUNBUFFERED": "1"}
+        child.process = subprocess.Popen(
+            [sys.executable, "-m", "ticketing.cli", "run", child.name],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        log.close()
+        child.started_at = time.monotonic()
+        self.say(
+            f"{child.name:<15} pid {child.process.pid}, log {self.logs / (child.name + '.log')}"
+        )
+
+    def check(self) -> None:
+        """Restart whatever has died (the embedded server too), backing off on crash loops."""
+        if not self.settings.nats_url:
+            server = EmbeddedNats(self.settings.home)
+            if server.running_url() is None:
+                self.say("nats-server     not running; restarting it")
+                server.start()
+        now = time.monotonic()
+        for child in self.children.values():
+            if child.process is None or child.process.poll() is None:
+                if child.process is not None and now - child.started_at > 60:
+                    child.backoff = 0.5
+                continue
+            if child.next_start == 0.0:
+                code = child.process.returncode
+                self.say(
+                    f"{child.name:<15} exited with {code}; restarting in {child.backoff:.1f} s"
+                )
+                child.next_start = now + child.backoff
+                child.backoff = min(child.backoff * 2, MAX_BACKOFF_S)
+            elif now >= child.next_start:
+                child.next_start = 0.0
+                child.restarts += 1
+                self._spawn(child)
+
+    def run_until(self, stopping: Callable[[], bool], interval: float = 0.5) -> None:
+        while not stopping():
+            self.check()
+            time.sleep(interval)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        for child in self.children.values():
+            if child.process is not None and child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for child in self.children.values():
+            if child.process is None:
+                continue
+            try:
+                child.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.say(f"{child.name:<15} did not stop; killing it")
+                child.process.kill()
+                child.process.wait(5)
+        if not self.settings.nats_url:
+            EmbeddedNats(self.settings.home).stop()
+        self.say("stopped")
+
+
+def serve(settings: Settings, say: Callable[[str], None]) -> None:
+    """Run the whole stack in the foreground until Ctrl-C or SIGTERM."""
+    stop_requested = False
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    supervisor = Supervisor(settings, say)
+    try:
+        supervisor.start()
+        say("serving; Ctrl-C stops everything")
+        supervisor.run_until(lambda: stop_requested)
+    finally:
+        supervisor.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
