@@ -24,7 +24,7 @@ class HandlerContext(Protocol):
 
     def load_ticket(self, ticket_id: UUID, expected_version: int | None = None) -> Ticket: ...
 
-    def load_account(self, account_id: str) -> Account: ...
+    def load_account(self, account_id: str, expected_version: int | None = None) -> Account: ...
 
     def account_exists(self, account_id: str) -> bool: ...
 
@@ -45,7 +45,15 @@ def _check_category(ctx: HandlerContext, category: str | None) -> None:
         )
 
 
+def _no_version_for_creation(cmd: m.Command) -> None:
+    if cmd.expected_version is not None:
+        raise errors.ValidationError(
+            f"expected_version does not apply to {cmd.name}: it creates", field="expected_version"
+        )
+
+
 def open_ticket(cmd: m.OpenTicket, ctx: HandlerContext) -> Ticket:
+    _no_version_for_creation(cmd)
     account = ctx.load_account(cmd.account_id)
     _check_category(ctx, cmd.category)
     if cmd.follow_up_of is not None:
@@ -136,6 +144,7 @@ def untag_ticket(cmd: m.UntagTicket, ctx: HandlerContext) -> Ticket:
 
 
 def create_account(cmd: m.CreateAccount, ctx: HandlerContext) -> Account:
+    _no_version_for_creation(cmd)
     if ctx.account_exists(cmd.account_id):
         raise errors.AlreadyExistsError(
             f"account {cmd.account_id!r} already exists", field="account_id"
@@ -151,13 +160,13 @@ def create_account(cmd: m.CreateAccount, ctx: HandlerContext) -> Account:
 
 
 def change_account_tier(cmd: m.ChangeAccountTier, ctx: HandlerContext) -> Account:
-    account = ctx.load_account(cmd.account_id)
+    account = ctx.load_account(cmd.account_id, cmd.expected_version)
     account.change_tier(cmd.tier, **_cause(cmd))
     return account
 
 
 def rename_account(cmd: m.RenameAccount, ctx: HandlerContext) -> Account:
-    account = ctx.load_account(cmd.account_id)
+    account = ctx.load_account(cmd.account_id, cmd.expected_version)
     account.rename(cmd.account_name, **_cause(cmd))
     return account
 

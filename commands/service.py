@@ -51,7 +51,7 @@ class CommandService:
         app: TicketingApplication,
         *,
         categories: Iterable[str] = DEFAULT_CATEGORIES,
-        max_attempts: int = 10,
+        max_attempts: int = 25,
     ) -> None:
         self.app = app
         self.categories = frozenset(categories)
@@ -141,7 +141,7 @@ class CommandService:
             )
         return ticket
 
-    def load_account(self, account_id: str) -> Account:
+    def load_account(self, account_id: str, expected_version: int | None = None) -> Account:
         try:
             account = self.app.get_account(account_uuid(account_id))
         except AggregateNotFoundError:
@@ -149,6 +149,13 @@ class CommandService:
         if not isinstance(account, Account):
             raise errors.NotFoundError(
                 f"account {account_id!r} not found", field="account_id", account_id=account_id
+            )
+        if expected_version is not None and account.version != expected_version:
+            raise errors.VersionConflictError(
+                f"account {account_id!r} is at version {account.version}, not {expected_version}",
+                field="expected_version",
+                expected_version=expected_version,
+                actual_version=account.version,
             )
         return account
 
@@ -172,7 +179,9 @@ class CommandService:
                         field="expected_version",
                         expected_version=command.expected_version,
                     ) from None
-                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                # Exponential backoff with full jitter: a loser must not keep losing to a
+                # writer that goes straight on to its next command.
+                time.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
                 continue
             return decision.reply
         raise errors.VersionConflictError(

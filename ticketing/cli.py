@@ -435,6 +435,50 @@ def demo(obj: Context, tickets: int, seed: int) -> None:
     click.echo(f'  ticketing --home {settings.home} sql "{example_sql}"')
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def status(obj: Context, as_json: bool) -> None:
+    """Event store, stream and processes: positions, lag and who is reachable."""
+    import asyncio
+
+    from ticketing.status import gather_status
+
+    report = asyncio.run(gather_status(obj.settings, obj.service.app))
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    click.echo(status_text(report))
+
+
+def status_text(report: dict[str, Any]) -> str:
+    nats = report["nats"]
+    stream = report.get("stream", {})
+    last_stored = report["store"]["last_notification_id"]
+    lag = report["relay_lag_events"]
+    lines = [
+        f"event store   {report['event_store']}  last notification {last_stored}",
+        f"nats          {nats['url'] or '-'}  reachable={'yes' if nats['reachable'] else 'no'}",
+        f"stream        TICKETING  last sequence {stream.get('last_sequence', '-')}  "
+        f"last notification {stream.get('last_notification_id', '-')}",
+        f"relay lag     {'unknown' if lag is None else lag} events",
+    ]
+    processes = report.get("processes", [])
+    if not processes:
+        return "\n".join([*lines, "no processes answered"])
+    rows = [
+        (
+            p["name"],
+            p["id"],
+            p["stats"].get("position"),
+            p.get("lag_events"),
+            p["stats"].get("requests"),
+        )
+        for p in processes
+    ]
+    return "\n".join([*lines, output.table(rows, ["process", "id", "position", "lag", "requests"])])
+
+
 # --- processes ---------------------------------------------------------------------------
 
 
@@ -583,8 +627,12 @@ def main(argv: list[str] | None = None) -> None:
         _fail("nats_server_error", str(error), 1)
     except click.exceptions.Abort:
         _fail("aborted", "interrupted", 130)
+    except click.exceptions.NoArgsIsHelpError as error:
+        path = error.ctx.command_path
+        _fail("usage_error", f"{path} needs a subcommand; see `{path} --help`", 2)
     except click.ClickException as error:
-        _fail("usage_error", error.format_message(), error.exit_code)
+        message = " ".join(error.format_message().split())
+        _fail("usage_error", message, error.exit_code)
     except Exception as error:
         _fail("internal_error", f"{type(error).__name__}: {error}", 3)
 

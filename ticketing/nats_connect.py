@@ -65,8 +65,12 @@ class ConnectionEvents:
     connected: asyncio.Event = field(default_factory=asyncio.Event)
 
     def permission_denied(self, subject: str) -> bool:
-        needle = f'"{subject}"'
-        return any("permissions violation" in str(e) and needle in str(e) for e in self.errors)
+        # nats-py lower-cases protocol error text, so compare case-insensitively.
+        needle = f'"{subject}"'.lower()
+        return any(
+            "permissions violation" in str(e).lower() and needle in str(e).lower()
+            for e in self.errors
+        )
 
 
 async def connect(

@@ -137,21 +137,31 @@ class EmbeddedNats:
             return running
         binary = find_binary()
         port = self.prepare()
-        log = self.log_path.open("ab")
-        process = subprocess.Popen(
+        # posix_spawn, not Popen: the server outlives this object (and often this process),
+        # so no Popen handle is left to warn about; `_alive` reaps it when it exits.
+        pid = os.posix_spawn(
+            binary,
             [binary, "-c", str(self.config_path)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            dict(os.environ),
+            file_actions=[
+                (
+                    os.POSIX_SPAWN_OPEN,
+                    1,
+                    str(self.log_path),
+                    os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                    0o600,
+                ),
+                (os.POSIX_SPAWN_DUP2, 1, 2),
+            ],
+            setsid=True,
         )
-        log.close()
         url = f"nats://127.0.0.1:{port}"
-        self.state_path.write_text(json.dumps({"pid": process.pid, "url": url}))
+        self.state_path.write_text(json.dumps({"pid": pid, "url": url}))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if process.poll() is not None:
+            if not _alive(pid):
                 tail = self.log_path.read_text(errors="replace")[-2000:]
-                raise NatsServerError(f"nats-server exited with {process.returncode}:\n{tail}")
+                raise NatsServerError(f"nats-server exited at start:\n{tail}")
             if _accepts_connections(port):
                 return url
             time.sleep(0.05)
