@@ -68,7 +68,10 @@ def free_port() -> int:
 
 
 def _port_is_free(port: int) -> bool:
+    """Free to listen on, as the server will: connections of a killed server linger in
+    TIME_WAIT, and without SO_REUSEADDR they would push a restart onto another port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

@@ -7,6 +7,7 @@ store order, and every acknowledged command's events are in the store."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -23,25 +24,27 @@ from commands.client import ClientError, TicketingClient
 from commands.command_log import ticket_id_for
 from commands.replies import Reply
 from commands.service import CommandService
+from tests.faults.stream_checks import check_invariant, store_entries, wait_for_relay
+from tests.processes import kill, start_ticketing, stop
 from ticketing.bootstrap import build_command_service
 from ticketing.nats_connect import connect, resolve_endpoint
 from ticketing.nats_roles import STREAM
 from ticketing.nats_server import EmbeddedNats
 from ticketing.settings import Settings
 
-from tests.faults.stream_checks import check_invariant, store_entries, wait_for_relay
-from tests.processes import kill, start_ticketing, stop
-
 # The embedded server's `Popen` handle is dropped while the server runs on (a reported bug,
 # pinned in tests/integration/test_nats_roles.py); each (re)start raises this warning.
-SERVER_HANDLE_WARNING = r"ignore:subprocess \d+ is still running:ResourceWarning"
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.nats,
     pytest.mark.slow,
-    pytest.mark.filterwarnings(SERVER_HANDLE_WARNING),
 ]
 
+# EmbeddedNats.start() promises to restart on the configured port. After a SIGKILL the dead
+# server's accepted connections sit in TIME_WAIT on that port, and its free-port probe binds
+# without SO_REUSEADDR, so it calls the port taken and moves to a new one (nats-server itself
+# could bind: Go sets SO_REUSEADDR). These tests fail there until that is fixed.
+SAME_PORT_NOTE = "ticketing/nats_server.py: EmbeddedNats.prepare() and _port_is_free()"
 ACCOUNT = "acme"
 AGENT = m.ActorModel(kind="agent", id="ana")
 
@@ -67,17 +70,21 @@ def kill_nats(home: Path) -> str:
     return url
 
 
-def restart_nats(home: Path, url: str) -> None:
-    """Start the server again on the same store; it must come back where clients reconnect."""
-    restarted = EmbeddedNats(home).start()
-    assert restarted == url, (
-        f"the restarted nats-server listens on {restarted}, not on {url} where every client "
-        "(relay, command service, callers) keeps reconnecting; nothing can reach it"
+def assert_back_where_clients_reconnect(before: str | None, after: str | None) -> None:
+    assert after == before, (
+        f"the restarted nats-server listens on {after}, not on {before} where every client "
+        "(relay, command service, callers) keeps reconnecting, so none of them reaches it; "
+        f"see {SAME_PORT_NOTE}"
     )
 
 
-def alive(process: object, name: str, home: Path) -> None:
-    assert getattr(process, "poll")() is None, f"the {name} process died; see its log in {home}"
+def restart_nats(home: Path, url: str) -> None:
+    """Start the server again on the same store; it must come back where clients reconnect."""
+    assert_back_where_clients_reconnect(url, EmbeddedNats(home).start())
+
+
+def alive(process: subprocess.Popen[bytes], name: str, home: Path) -> None:
+    assert process.poll() is None, f"the {name} process died; see its log in {home}"
 
 
 # --- 1. nats-server SIGKILLed during a 5,000-command run -----------------------------------
@@ -132,6 +139,7 @@ class Run:
     acks_at_kill: int | None = None
     url_before: str | None = None
     url_after: str | None = None
+    reconnects: int = 0
     seconds: float = 0.0
 
 
@@ -159,11 +167,9 @@ async def drive_with_outage(home: Path, plans: Sequence[Sequence[m.Command]]) ->
     async def outage() -> None:
         await reached.wait()
         run.acks_at_kill = sum(r.ok for r in run.replies.values())
-        server = EmbeddedNats(home)
-        run.url_before = server.running_url()
-        await asyncio.to_thread(server.kill)
+        run.url_before = await asyncio.to_thread(kill_nats, home)
         await asyncio.sleep(1.0)
-        run.url_after = await asyncio.to_thread(server.start)
+        run.url_after = await asyncio.to_thread(EmbeddedNats(home).start)
         if run.url_after != run.url_before:  # nobody can reconnect: do not wait 30 s each
             for task in callers:
                 task.cancel()
@@ -175,6 +181,7 @@ async def drive_with_outage(home: Path, plans: Sequence[Sequence[m.Command]]) ->
     finally:
         fault.cancel()
         run.seconds = time.monotonic() - started
+        run.reconnects = int(client.nc.stats["reconnects"])
         await client.close()
     return run
 
@@ -195,12 +202,10 @@ def test_nats_server_killed_mid_run_loses_and_doubles_nothing(
         run = asyncio.run(drive_with_outage(nats_home, plans))
 
         # Then the server came back where clients reconnect, during the run
-        assert run.url_before is not None
-        assert run.url_after == run.url_before, (
-            f"the restarted nats-server listens on {run.url_after}, not on {run.url_before} "
-            "where every client keeps reconnecting; nothing can reach it"
-        )
+        assert run.url_before is not None, "the run ended before the fault"
+        assert_back_where_clients_reconnect(run.url_before, run.url_after)
         assert run.acks_at_kill is not None and run.acks_at_kill < len(commands)
+        assert run.reconnects >= 1, "the callers never lost their connection"
         # and every command was eventually acknowledged (retries reuse the command id)
         assert run.failures == {}, dict(list(run.failures.items())[:10])
         rejected = {k: r.as_dict() for k, r in run.replies.items() if not r.ok}
@@ -215,16 +220,17 @@ def test_nats_server_killed_mid_run_loses_and_doubles_nothing(
         # and no command took effect twice: exactly the expected events per ticket
         announced = sum(len(r.events) for r in run.replies.values())
         assert len(store_entries(service.app)) == 1 + announced  # + the account
+        last_version: dict[str, int] = {}
+        for reply in run.replies.values():
+            assert reply.ticket_id is not None and reply.version is not None
+            last_version[reply.ticket_id] = max(reply.version, last_version.get(reply.ticket_id, 0))
         for ticket in range(TICKETS):
             ticket_id = ticket_id_for(f"s1-open-{ticket}")
             events = list(service.app.events.get(ticket_id))
             kinds = Counter(type(e).__name__ for e in events)
-            assert {k: kinds[k] for k in EXPECTED_PER_TICKET} == EXPECTED_PER_TICKET, (
-                ticket_id,
-                kinds,
-            )
-            last = max(r.version or 0 for k, r in run.replies.items() if r.ticket_id == str(ticket_id))
-            assert events[-1].originator_version == last
+            counted = {kind: kinds[kind] for kind in EXPECTED_PER_TICKET}
+            assert counted == EXPECTED_PER_TICKET, (ticket_id, kinds)
+            assert events[-1].originator_version == last_version[str(ticket_id)], ticket_id
     finally:
         for process in processes.values():
             stop(process)
@@ -236,6 +242,7 @@ OPEN_TICKETS = 2_000
 ROUNDS = 9
 GROUP = 200
 KILL_FRACTIONS = (0.2, 0.45, 0.7)
+RELAY_BATCH = 500  # projections.relay.Relay's default batch_size, as `ticketing run relay` uses
 
 
 def write_events(service: CommandService) -> None:
@@ -259,8 +266,10 @@ def write_events(service: CommandService) -> None:
         assert all(r.ok for r in replies), [r.as_dict() for r in replies if not r.ok][:3]
 
 
-async def wait_for_messages(home: Path, at_least: int, timeout: float = 60.0) -> int:
-    """Poll the stream's message count on one connection; return it once >= at_least."""
+async def wait_to_kill(home: Path, at_least: int, base: int, timeout: float = 60.0) -> int:
+    """Poll the stream's message count on one connection; return it once it is >= at_least,
+    preferably inside a relay batch (batches run from the relay's start position `base` in
+    steps of RELAY_BATCH: the relay has messages in flight), else at most two batches later."""
     nc = await connect(resolve_endpoint(Settings(home=home)), "admin", name="fault-test-poll")
     try:
         js = nc.jetstream(timeout=2)
@@ -270,9 +279,10 @@ async def wait_for_messages(home: Path, at_least: int, timeout: float = 60.0) ->
                 messages = int((await js.stream_info(STREAM)).state.messages)
             except (nats.js.errors.NotFoundError, nats.errors.Error, TimeoutError):
                 messages = 0
-            if messages >= at_least:
+            mid_batch = (messages - base) % RELAY_BATCH != 0
+            if messages >= at_least and (mid_batch or messages >= at_least + 2 * RELAY_BATCH):
                 return messages
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0)
         raise AssertionError(f"the stream did not reach {at_least} messages in {timeout} s")
     finally:
         await nc.close()
@@ -305,14 +315,16 @@ def test_relay_killed_mid_batch_three_times_resumes_exactly(
     kills: list[tuple[int, int]] = []
     try:
         # When the relay is SIGKILLed three times part-way through
+        base = 0
         for fraction in KILL_FRACTIONS:
-            seen = asyncio.run(wait_for_messages(nats_home, int(total * fraction)))
+            seen = asyncio.run(wait_to_kill(nats_home, int(total * fraction), base))
             kill(relay)
-            kills.append((seen, asyncio.run(settled_messages(nats_home))))
+            base = asyncio.run(settled_messages(nats_home))
+            kills.append((seen, base))
             relay = start_ticketing(nats_home, "run", "relay")
 
-        # Then each kill really hit a relay in the middle of its work
-        assert all(after < total for _, after in kills), kills
+        # Then each kill hit a relay in the middle of its work: (seen, settled) stream counts
+        assert all(after < total for _, after in kills), (total, kills)
         # and the restarted relay completes the stream: one message per event, in order
         check_invariant(nats_home, service.app)
         alive(relay, "relay", nats_home)
