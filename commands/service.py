@@ -43,6 +43,13 @@ class _Decision:
     reply: Reply
 
 
+class _Recalled(Exception):  # noqa: N818 - control flow, not an error
+    """A repeated command: carries the reply it got the first time."""
+
+    def __init__(self, reply: Reply) -> None:
+        self.reply = reply
+
+
 class CommandService:
     """Runs commands against the event store with idempotency and optimistic concurrency."""
 
@@ -101,11 +108,9 @@ class CommandService:
                 continue
             targets.add(target)
             try:
-                prior = self._prior_reply(command)
-                if prior is not None:
-                    replies[index] = prior
-                else:
-                    decided.append((index, self._decide(command)))
+                decided.append((index, self._decide_or_recall(command)))
+            except _Recalled as recalled:
+                replies[index] = recalled.reply
             except errors.TicketingError as error:
                 replies[index] = Reply.from_error(error)
         if decided:
@@ -165,14 +170,21 @@ class CommandService:
     # --- internals ------------------------------------------------------------------------
 
     def _execute(self, command: m.Command) -> Reply:
+        """Decide and commit; the idempotency record is looked up only when something fails.
+
+        A repeated command id always collides with its own record in the same transaction, so
+        the happy path needs no extra read, and a repeat still gets its first reply."""
         for attempt in range(self.max_attempts):
-            prior = self._prior_reply(command)
-            if prior is not None:
-                return prior
-            decision = self._decide(command)
+            try:
+                decision = self._decide_or_recall(command)
+            except _Recalled as recalled:
+                return recalled.reply
             try:
                 self._commit([decision])
             except IntegrityError:
+                prior = self._prior_reply(command)
+                if prior is not None:
+                    return prior
                 if command.expected_version is not None:
                     raise errors.VersionConflictError(
                         "the ticket changed while this command ran",
@@ -187,6 +199,16 @@ class CommandService:
         raise errors.VersionConflictError(
             f"gave up after {self.max_attempts} concurrent-write conflicts; try again"
         )
+
+    def _decide_or_recall(self, command: m.Command) -> _Decision:
+        """Decide; if the command is refused, a repeat of an accepted one still gets its reply."""
+        try:
+            return self._decide(command)
+        except errors.TicketingError:
+            prior = self._prior_reply(command)
+            if prior is not None:
+                raise _Recalled(prior) from None
+            raise
 
     def _decide(self, command: m.Command) -> _Decision:
         aggregate = HANDLERS[type(command)](command, self)

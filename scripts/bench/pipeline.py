@@ -12,10 +12,13 @@ process started here is stopped by its PID in `finally`, also on errors.
 
 What is measured, in this order:
 
-1. **ceiling, first half** — the one-commit-per-command ceiling: `CommandService.execute`
-   in-process, one command after another, on its own fresh SQLite home (each command = one
-   durable commit). Half of the commands run before the NATS cases and half after, and both
-   halves are pooled, so drift of the shared machine does not land on one side only.
+1. **the one-commit-per-command ceiling**: `CommandService.execute` in-process, one command
+   after another, on its own fresh SQLite home (each command = one durable commit), the same
+   number and mix of commands as one NATS case. It runs in 4 slices: one before each NATS case
+   and one after the last, pooled, so drift of the shared machine (2-5x within a minute) does
+   not land on one side only. `slices_commands_per_s` shows that drift;
+   `ratio_64_vs_adjacent_ceiling_slices` compares the 64-caller case with only the two slices
+   that bracket it.
 2. **NATS request/reply** with 1, 16 and 64 concurrent callers: one `ticketing run
    command-service` subprocess (`python -m ticketing.cli`, TICKETING_HOME = the temp home), the
    async `commands.client.TicketingClient` on `--connections` connections (default 1) in this
@@ -27,27 +30,33 @@ What is measured, in this order:
    (serialise, request, reply validation); building the pydantic commands is not timed.
    `commands_per_s` is commands / wall time of the case. The service's own `nats.micro` stats
    (groups, commands) give the mean group size per case.
-3. **ceiling, second half** (see 1).
-4. **relay vs raw publish**: `--relay-events` published events are written to another fresh
+3. **relay vs raw publish**: `--relay-events` published events are written to another fresh
    SQLite store via `CommandService.execute_many` (tickets opened, then commands on them in
    groups of 128 distinct tickets; command records, which the relay does not publish, are in
-   the store as in production). Then, against the same server: raw `js.publish_async` of the
-   same payloads and application headers to a scratch stream (`BENCH_RAW`, `bench.raw.>`,
-   admin role), `projections.relay.Relay(app, nc).run_until_caught_up()` in-process on a
-   "relay"-role connection from an empty TICKETING stream, and raw publishing once more. The
-   raw rate is the pooled rate of both raw runs (before and after the relay).
+   the store as in production). Then, against the same server, `--relay-rounds` times (2):
+   raw `js.publish_async` of the same payloads and application headers (without the relay's
+   Nats-Msg-Id / Expected-Last-Sequence guards) to a fresh scratch stream (`BENCH_RAW`,
+   `bench.raw.>`, admin role), pipelined and awaited at the end; then
+   `projections.relay.Relay(app, nc).run_until_caught_up()` in-process on a "relay"-role
+   connection from an empty TICKETING stream (deleted before each run); and one last raw run,
+   so raw runs bracket every relay run. Both rates are pooled over their runs.
 
 Commands per ticket are capped (`--per-ticket`, default 10) so that every case loads tickets of
 the same short history; all sides get the same command mix.
 
-Percentiles are nearest-rank. One JSON object goes to stdout, progress to stderr.
+Percentiles are nearest-rank. One JSON object goes to stdout, progress to stderr. The JSON
+also records the load average and Linux CPU pressure before and after: on a shared 2-core
+machine, neighbours taking the CPUs stretch every wall-clock number here.
 
 Aims: ours at 64 callers >= 2x the ceiling; p99 at 64 callers <= 50 ms; relay >= 0.5x raw.
 
-`--profile` adds diagnostics on stderr (never in the JSON): a second command-service
-subprocess, this file run with `--profiled-service`, that cProfiles `execute_many` in its
-worker thread and the event loop in its main thread under the 64-caller load, plus a timing
-breakdown of one more relay catch-up (read, decode/encode, publish, wait for acks).
+`--profile` adds diagnostics on stderr after the measurements (never in the JSON): a timing
+breakdown of one more relay catch-up (read, decode/encode, publish calls, waiting for acks),
+the relay's encoding alone and raw publishing with the relay's guard headers, and a cProfile
+of a catch-up; `execute_many` in-process in groups of 64, split by phase; a cProfile of the
+calling side; and the 64-caller case against this file run as the command service
+(`--profiled-service`): group sizes, wall and CPU time per group, idle gaps, then cProfile of
+its worker thread (`execute_many`) and its event loop.
 
 SQLite files go under the system temporary directory (set TMPDIR to measure another disk; a
 tmpfs would make fsync free and the numbers meaningless for durability).
@@ -60,6 +69,7 @@ import asyncio
 import contextlib
 import cProfile
 import io
+import itertools
 import json
 import os
 import platform
@@ -71,7 +81,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -130,7 +140,8 @@ def open_command(label: str) -> m.OpenTicket:
 
 
 def ticket_command(ticket_id: Any, index: int) -> m.Command:
-    """The index-th command on a ticket: comment, tag, assign in turn, each causing one event."""
+    """The index-th command on a ticket: comment, tag, assign in turn (each causes one event,
+    plus a status change on a first assignment or first agent reply)."""
     kind = index % 3
     if kind == 0:
         return m.AddComment(
@@ -435,14 +446,32 @@ async def publish_raw(endpoint: NatsEndpoint, messages: list[Message]) -> float:
         await nc.close()
 
 
+@contextlib.asynccontextmanager
+async def fresh_relay(endpoint: NatsEndpoint, relay_settings: Settings) -> AsyncIterator[Relay]:
+    """A relay on the relay store whose TICKETING stream was deleted first (starts empty)."""
+    admin = await connect(endpoint, "admin", name="bench-admin", reconnect_forever=False)
+    try:
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await admin.jetstream().delete_stream(STREAM)
+    finally:
+        await admin.close()
+    app = build_application(relay_settings)
+    try:
+        nc = await connect(endpoint, "relay", name="bench-relay", reconnect_forever=False)
+        try:
+            yield Relay(app, nc)
+        finally:
+            await nc.close()
+    finally:
+        app.close()
+
+
 async def run_relay(
     endpoint: NatsEndpoint, relay_settings: Settings, expected: int
 ) -> tuple[int, float, int]:
-    """The relay from an empty TICKETING stream until caught up: (published, seconds)."""
-    app = build_application(relay_settings)
-    nc = await connect(endpoint, "relay", name="bench-relay", reconnect_forever=False)
-    try:
-        relay = Relay(app, nc)
+    """The relay from an empty TICKETING stream until caught up: (published, seconds,
+    batches)."""
+    async with fresh_relay(endpoint, relay_settings) as relay:
         start = time.perf_counter()
         await relay.run_until_caught_up()
         elapsed = time.perf_counter() - start
@@ -453,9 +482,6 @@ async def run_relay(
                 f"{info.state.messages}, expected {expected}"
             )
         return relay.stats.published, elapsed, relay.stats.batches
-    finally:
-        await nc.close()
-        app.close()
 
 
 # --- diagnostics (--profile) ----------------------------------------------------------------
@@ -470,74 +496,111 @@ def print_profile(source: cProfile.Profile | str, title: str, lines: int = 25) -
         log(text.getvalue())
 
 
-def profiled_service_main(output: Path) -> None:
-    """Run as `--profiled-service OUT` in a child: the real command service, with cProfile on
-    the event loop (main thread) and on every `execute_many` call (worker thread), plus the
-    wall time and size of each group; everything is written to OUT.* on SIGTERM."""
+@contextlib.contextmanager
+def timed(totals: dict[str, float], key: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        totals[key] = totals.get(key, 0.0) + time.perf_counter() - start
+
+
+def profiled_service_main(output: Path, with_cprofile: bool) -> None:
+    """Run as `--profiled-service OUT` in a child: the real command service, recording the
+    size, start and end of every `execute_many` group; with `--service-cprofile` also
+    cProfile on the event loop (main thread) and on every group (worker thread). Written to
+    OUT.* when SIGTERM stops the service."""
     from ticketing import processes
 
     loop_profiler = cProfile.Profile()
     store_profiler = cProfile.Profile()
-    groups: list[tuple[int, float]] = []
+    groups: list[tuple[int, float, float, float]] = []
     lock = threading.Lock()
     original = CommandService.execute_many
 
     def execute_many(self: CommandService, commands: Sequence[m.Command]) -> list[Any]:
         with lock:
-            store_profiler.enable()
-            start = time.perf_counter()
+            if with_cprofile:
+                store_profiler.enable()
+            start, cpu = time.perf_counter(), time.thread_time()
             try:
                 return original(self, commands)
             finally:
-                groups.append((len(commands), time.perf_counter() - start))
-                store_profiler.disable()
+                cpu = time.thread_time() - cpu
+                groups.append((len(commands), start, time.perf_counter(), cpu))
+                if with_cprofile:
+                    store_profiler.disable()
 
     CommandService.execute_many = execute_many  # type: ignore[method-assign]
     settings = Settings.from_env()
 
     async def main(stop: asyncio.Event) -> None:
-        loop_profiler.enable()
+        if with_cprofile:
+            loop_profiler.enable()
         try:
             await processes.command_service(settings, stop, lambda text: None)
         finally:
             loop_profiler.disable()
 
     processes.run_process(main)
-    loop_profiler.dump_stats(f"{output}.loop")
-    store_profiler.dump_stats(f"{output}.store")
+    if with_cprofile:
+        loop_profiler.dump_stats(f"{output}.loop")
+        store_profiler.dump_stats(f"{output}.store")
     Path(f"{output}.groups").write_text(json.dumps(groups))
 
 
-def diagnose_service(endpoint: NatsEndpoint, home: Path, per_ticket: int, total: int) -> None:
-    """The 64-caller case against a profiled command service; where its time goes."""
-    service = build_command_service(Settings(home=home))
+def service_case(
+    endpoint: NatsEndpoint, home: Path, plan: Plan, out: Path, with_cprofile: bool
+) -> list[tuple[int, float, float, float]]:
+    """Run one 64-caller case against a `--profiled-service` child; its groups (warm-up
+    dropped)."""
+    args = [os.path.abspath(__file__), "--profiled-service", str(out)]
+    if with_cprofile:
+        args.append("--service-cprofile")
+    process = start_process(home, args, out.name)
     try:
-        plan = plan_case("profile", total, 64, per_ticket)
-        execute_grouped(service, plan.opens)
-    finally:
-        service.app.close()
-    out = home / "service.prof"
-    process = start_process(
-        home, [os.path.abspath(__file__), "--profiled-service", str(out)], "profiled-service"
-    )
-    try:
-        asyncio.run(wait_for_service(endpoint, process, home, "profiled-service"))
-        start = time.perf_counter()
+        asyncio.run(wait_for_service(endpoint, process, home, out.name))
         result = asyncio.run(run_case(endpoint, plan, 1))
-        wall = time.perf_counter() - start
-        log(f"profiled service, 64 callers: {result} (case incl. connect {wall:.2f} s)")
+        label = "cProfile" if with_cprofile else "timed groups"
+        log(f"service ({label}), {len(plan.callers)} callers: {result}")
     finally:
         stop_process(process, 60)
-    groups = json.loads(Path(f"{out}.groups").read_text())[64:]  # skip the warm-up
-    busy = sum(seconds for _, seconds in groups)
-    sizes = sorted(size for size, _ in groups)
+    groups = [tuple(g) for g in json.loads(Path(f"{out}.groups").read_text())]
+    warm = 0
+    while groups and warm < len(plan.warmup):  # the warm-up commands come first
+        warm += groups.pop(0)[0]
+    return groups  # type: ignore[return-value]
+
+
+def diagnose_service(endpoint: NatsEndpoint, home: Path, per_ticket: int, total: int) -> None:
+    """The 64-caller case against an instrumented command service: group sizes, how busy the
+    worker thread is, the idle gaps between groups; then once more under cProfile."""
+    plans = [plan_case(f"diagnose {n}", total, 64, per_ticket) for n in range(2)]
+    service = build_command_service(Settings(home=home))
+    try:
+        for plan in plans:
+            execute_grouped(service, plan.opens)
+    finally:
+        service.app.close()
+    groups = service_case(endpoint, home, plans[0], home / "timed", False)
+    sizes = sorted(group[0] for group in groups)
+    busy = [end - start for _, start, end, _ in groups]
+    cpu = sum(group[3] for group in groups)
+    gaps = [b[1] - a[2] for a, b in itertools.pairwise(groups)]
+    span = groups[-1][2] - groups[0][1]
+    commands = sum(sizes)
     log(
-        f"execute_many: {len(groups)} groups, sizes p50 {sizes[len(sizes) // 2]} max "
-        f"{sizes[-1]}, {busy:.2f} s busy in the worker thread "
-        f"({busy / max(1, sum(sizes)) * 1e3:.3f} ms per command)"
+        f"execute_many groups: {len(groups)}, size min {sizes[0]} p10 "
+        f"{sizes[len(sizes) // 10]} p50 {sizes[len(sizes) // 2]} max {sizes[-1]} mean "
+        f"{commands / len(groups):.1f}; per group {sum(busy) / len(busy) * 1e3:.1f} ms busy "
+        f"(max {max(busy) * 1e3:.1f}), {sum(busy) / commands * 1e3:.3f} ms per command, of "
+        f"which {cpu / commands * 1e3:.3f} ms on the worker thread's CPU clock; "
+        f"worker busy {sum(busy) / span:.0%} of {span:.2f} s; idle gap between groups "
+        f"mean {sum(gaps) / max(1, len(gaps)) * 1e3:.2f} ms"
     )
-    print_profile(f"{out}.store", "command service: execute_many (worker thread)")
-    print_profile(f"{out}.loop", "command service: event loop (main thread)")
+    service_case(endpoint, home, plans[1], home / "cprofile", True)
+    print_profile(f"{home / 'cprofile'}.store", "command service: execute_many (worker thread)")
+    print_profile(f"{home / 'cprofile'}.loop", "command service: event loop (main thread)")
 
 
 def diagnose_client(endpoint: NatsEndpoint, home: Path, per_ticket: int, total: int) -> None:
@@ -555,34 +618,68 @@ def diagnose_client(endpoint: NatsEndpoint, home: Path, per_ticket: int, total: 
         profiler.enable()
         result = asyncio.run(run_case(endpoint, plan, 1))
         profiler.disable()
-        log(f"profiled client, 64 callers: {result}")
-        print_profile(profiler, "calling side (64 callers, this process)")
+        log(f"calling side under cProfile, 64 callers: {result}")
+        print_profile(profiler, "calling side (64 callers, this process)", 15)
     finally:
         stop_process(process)
 
 
-@contextlib.contextmanager
-def timed(totals: dict[str, float], key: str) -> Iterator[None]:
-    start = time.perf_counter()
+def diagnose_group_commit(root: Path, per_ticket: int, total: int) -> None:
+    """`execute_many` in-process, groups of 64 distinct tickets back to back (no NATS): the
+    best the service's worker thread can do, split into phases by timing wrappers."""
+    service = build_command_service(Settings(home=root / "group-commit"))
     try:
-        yield
-    finally:
-        totals[key] = totals.get(key, 0.0) + time.perf_counter() - start
-
-
-def diagnose_relay(endpoint: NatsEndpoint, relay_settings: Settings, expected: int) -> None:
-    """One more relay catch-up (stream deleted first) with a per-phase timing breakdown."""
-
-    async def go() -> None:
-        admin = await connect(endpoint, "admin", name="bench-admin", reconnect_forever=False)
-        with contextlib.suppress(nats.js.errors.NotFoundError):
-            await admin.jetstream().delete_stream(STREAM)
-        await admin.close()
-        app = build_application(relay_settings)
-        nc = await connect(endpoint, "relay", name="bench-relay", reconnect_forever=False)
+        create_account(service)
+        plan = plan_case("group", total, 64, per_ticket)
+        execute_grouped(service, plan.opens)
         totals: dict[str, float] = {}
-        relay = Relay(app, nc)
-        read, encode = relay._read_after, relay.message_for
+
+        def wrap(key: str, func: Any) -> Any:
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                with timed(totals, key):
+                    return func(*args, **kwargs)
+
+            return wrapper
+
+        for name, key in (
+            ("_prior_reply", "idempotency lookup (_prior_reply)"),
+            ("load_ticket", "load ticket (read + replay)"),
+            ("_decide", "decide"),
+            ("_commit", "commit (one save: inserts + fsync)"),
+        ):
+            setattr(service, name, wrap(key, getattr(service, name)))
+        groups = [
+            [c[i] for c in plan.callers if i < len(c)]
+            for i in range(max(len(c) for c in plan.callers))
+        ]
+        start, cpu = time.perf_counter(), time.thread_time()
+        for group in groups:
+            for reply in service.execute_many(group):
+                if not reply.ok:
+                    raise RuntimeError(reply.to_json())
+        wall, cpu = time.perf_counter() - start, time.thread_time() - cpu
+    finally:
+        service.app.close()
+    commands = sum(len(g) for g in groups)
+    totals["decide"] -= totals["load ticket (read + replay)"]
+    totals["rest"] = wall - sum(totals.values())
+    totals = {
+        ("handler + reply (decide - load)" if k == "decide" else k): v for k, v in totals.items()
+    }
+    log(
+        f"execute_many in-process: {commands} commands in {len(groups)} groups, "
+        f"{commands / wall:.0f} commands/s, {wall / len(groups) * 1e3:.1f} ms per group, "
+        f"{wall / commands * 1e3:.3f} ms per command ({cpu / commands * 1e3:.3f} ms CPU)"
+    )
+    for key, seconds in totals.items():
+        log(f"  {key:40} {seconds / commands * 1e3:7.3f} ms/command  {seconds / wall:6.1%}")
+
+
+async def relay_phases(endpoint: NatsEndpoint, relay_settings: Settings) -> None:
+    """One more catch-up with each phase of the relay's loop timed (no profiler)."""
+    totals: dict[str, float] = {}
+    async with fresh_relay(endpoint, relay_settings) as relay:
+        read, encode, publish_async = relay._read_after, relay.message_for, relay.js.publish_async
 
         def read_after(position: int) -> Any:
             with timed(totals, "read notifications (worker thread)"):
@@ -592,8 +689,6 @@ def diagnose_relay(endpoint: NatsEndpoint, relay_settings: Settings, expected: i
             with timed(totals, "decode event + encode JSON (message_for)"):
                 return encode(notification)
 
-        publish_async = relay.js.publish_async
-
         async def timed_publish(*args: Any, **kwargs: Any) -> Any:
             with timed(totals, "js.publish_async calls"):
                 return await publish_async(*args, **kwargs)
@@ -601,25 +696,55 @@ def diagnose_relay(endpoint: NatsEndpoint, relay_settings: Settings, expected: i
         relay._read_after = read_after  # type: ignore[method-assign]
         relay.message_for = message_for  # type: ignore[method-assign]
         relay.js.publish_async = timed_publish  # type: ignore[method-assign]
-        try:
-            profiler = cProfile.Profile()
-            start = time.perf_counter()
-            profiler.enable()
-            await relay.run_until_caught_up()
-            profiler.disable()
-            total = time.perf_counter() - start
-        finally:
-            await nc.close()
-            app.close()
-        log(f"relay (instrumented): {relay.stats.published}/{expected} events in {total:.2f} s")
-        for key, seconds in totals.items():
-            log(f"  {key:45} {seconds:7.3f} s  {seconds / total:6.1%}")
-        rest = total - sum(totals.values())
-        label = "rest (awaiting acks, batching, stream info)"
-        log(f"  {label:45} {rest:7.3f} s  {rest / total:6.1%}")
-        print_profile(profiler, "relay catch-up (event loop thread)", 20)
+        start = time.perf_counter()
+        await relay.run_until_caught_up()
+        total = time.perf_counter() - start
+        published = relay.stats.published
+    log(f"relay (timed phases): {published} events in {total:.2f} s ({published / total:.0f}/s)")
+    totals["rest (awaiting acks per batch, stream info)"] = total - sum(totals.values())
+    for key, seconds in totals.items():
+        log(f"  {key:45} {seconds:7.3f} s  {seconds / total:6.1%}")
 
-    asyncio.run(go())
+
+async def relay_variants(endpoint: NatsEndpoint, relay_settings: Settings) -> None:
+    """What the relay adds to raw publishing: its JetStream guards, and its own Python work."""
+    async with fresh_relay(endpoint, relay_settings) as relay:
+        start = time.perf_counter()
+        position, count = 0, 0
+        while batch := relay._read_after(position):
+            for notification in batch:
+                relay.message_for(notification)
+            count += len(batch)
+            position = batch[-1].id
+        encode_rate = count / (time.perf_counter() - start)
+        messages = encode_all(relay)
+    guarded = []
+    for sequence, (subject, payload, headers) in enumerate(messages):
+        guards = {"Nats-Msg-Id": f"raw-{sequence}", "Nats-Expected-Last-Sequence": str(sequence)}
+        guarded.append((subject, payload, {**headers, **guards}))
+    plain = len(messages) / await publish_raw(endpoint, messages)
+    with_guards = len(messages) / await publish_raw(endpoint, guarded)
+    log(
+        f"read + decode + encode only (no NATS): {encode_rate:.0f} events/s; raw publish "
+        f"{plain:.0f}/s, raw with the relay's Nats-Msg-Id + Expected-Last-Sequence headers "
+        f"{with_guards:.0f}/s; serial estimate 1/(1/raw + 1/encode) = "
+        f"{1 / (1 / plain + 1 / encode_rate):.0f}/s"
+    )
+
+
+async def relay_profile(endpoint: NatsEndpoint, relay_settings: Settings) -> None:
+    async with fresh_relay(endpoint, relay_settings) as relay:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        await relay.run_until_caught_up()
+        profiler.disable()
+    print_profile(profiler, "relay catch-up under cProfile (event loop thread)")
+
+
+def diagnose_relay(endpoint: NatsEndpoint, relay_settings: Settings) -> None:
+    asyncio.run(relay_phases(endpoint, relay_settings))
+    asyncio.run(relay_variants(endpoint, relay_settings))
+    asyncio.run(relay_profile(endpoint, relay_settings))
 
 
 # --- running --------------------------------------------------------------------------------
@@ -627,12 +752,13 @@ def diagnose_relay(endpoint: NatsEndpoint, relay_settings: Settings, expected: i
 
 @dataclass
 class Ceiling:
-    """The one-commit-per-command side: its own store, measured in two halves."""
+    """The one-commit-per-command side: its own store, measured in slices that bracket the
+    NATS cases (one slice before each case and one after the last)."""
 
     service: CommandService
-    commands: list[m.Command]
+    slices: list[list[m.Command]]
     latencies: list[int] = field(default_factory=list)
-    wall: float = 0.0
+    slice_stats: list[tuple[int, float]] = field(default_factory=list)  # (commands, seconds)
 
     @classmethod
     def prepare(cls, home: Path, total: int, per_ticket: int) -> Ceiling:
@@ -646,15 +772,33 @@ class Ceiling:
         except BaseException:
             service.app.close()
             raise
-        return cls(service, plan.callers[0])
+        commands = plan.callers[0]
+        slices, start = [], 0
+        for size in split(len(commands), len(CASES) + 1):
+            slices.append(commands[start : start + size])
+            start += size
+        return cls(service, slices)
 
-    def measure(self, part: int) -> None:
-        half = len(self.commands) // 2
-        commands = self.commands[:half] if part == 1 else self.commands[half:]
+    def measure(self, number: int) -> None:
+        commands = self.slices[number]
         latencies, wall = run_ceiling(self.service, commands)
         self.latencies += latencies
-        self.wall += wall
-        log(f"ceiling {part}/2: {len(commands)} commands, {len(commands) / wall:.0f} commands/s")
+        self.slice_stats.append((len(commands), wall))
+        log(
+            f"ceiling {number + 1}/{len(self.slices)}: {len(commands)} commands, "
+            f"{len(commands) / wall:.0f} commands/s"
+        )
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            **summary(self.latencies, sum(wall for _, wall in self.slice_stats)),
+            "slices_commands_per_s": [round(n / wall, 1) for n, wall in self.slice_stats],
+        }
+
+    def rate_around(self, case_index: int) -> float:
+        """Commands/s of the two slices just before and just after NATS case `case_index`."""
+        pair = self.slice_stats[case_index : case_index + 2]
+        return sum(n for n, _ in pair) / sum(wall for _, wall in pair)
 
 
 def prepare_service_store(home: Path, plans: dict[int, Plan]) -> None:
@@ -670,16 +814,18 @@ def prepare_service_store(home: Path, plans: dict[int, Plan]) -> None:
 
 
 def measure_nats(
-    endpoint: NatsEndpoint, home: Path, plans: dict[int, Plan], connections: int
+    endpoint: NatsEndpoint, home: Path, plans: dict[int, Plan], connections: int, ceiling: Ceiling
 ) -> dict[str, Any]:
-    """Every case against one command-service subprocess, stopped again before returning."""
+    """Every case against one command-service subprocess (stopped again before returning),
+    each case preceded by a ceiling slice, and one more ceiling slice after the last."""
     process = start_process(
         home, ["-m", "ticketing.cli", "run", "command-service"], "command-service"
     )
     try:
         asyncio.run(wait_for_service(endpoint, process, home, "command-service"))
         cases: dict[str, Any] = {}
-        for callers in CASES:
+        for index, callers in enumerate(CASES):
+            ceiling.measure(index)
             stats = asyncio.run(run_case(endpoint, plans[callers], connections))
             cases[str(callers)] = stats
             log(
@@ -687,48 +833,67 @@ def measure_nats(
                 f"{stats['p50_ms']:.2f} ms, p99 {stats['p99_ms']:.2f} ms, mean group "
                 f"{stats['mean_group_size']}"
             )
+        ceiling.measure(len(CASES))
         return cases
     finally:
         stop_process(process)
 
 
 def measure_relay(
-    endpoint: NatsEndpoint, relay_settings: Settings, events: int, per_ticket: int
+    endpoint: NatsEndpoint, relay_settings: Settings, events: int, per_ticket: int, rounds: int
 ) -> dict[str, Any]:
-    """Write the events, then raw publish, the relay, raw publish again."""
+    """Write the events; then `rounds` x (raw publish, relay from an empty stream) and one
+    last raw publish, so raw runs bracket every relay run; rates are pooled over the runs."""
     writer = build_command_service(relay_settings)
     try:
         create_account(writer)
         start = time.perf_counter()
         write_relay_events(writer, events, per_ticket)
         messages = asyncio.run(raw_messages(endpoint, writer))
-        written = len(messages)
-        log(f"relay store: {written} events written in {time.perf_counter() - start:.1f} s")
+        log(f"relay store: {len(messages)} events written in {time.perf_counter() - start:.1f} s")
     finally:
         writer.app.close()
-    raw_first = asyncio.run(publish_raw(endpoint, messages))
-    log(f"raw 1/2: {len(messages) / raw_first:.0f} messages/s")
-    published, seconds, batches = asyncio.run(run_relay(endpoint, relay_settings, written))
-    rate = published / seconds
-    log(f"relay: {published} events in {seconds:.2f} s ({rate:.0f}/s, {batches} batches)")
-    raw_second = asyncio.run(publish_raw(endpoint, messages))
-    log(f"raw 2/2: {len(messages) / raw_second:.0f} messages/s")
+    raw_runs: list[float] = []
+    relay_runs: list[float] = []
+    batches = 0
+    for number in range(rounds + 1):
+        raw_runs.append(asyncio.run(publish_raw(endpoint, messages)))
+        log(f"raw {number + 1}/{rounds + 1}: {len(messages) / raw_runs[-1]:.0f} messages/s")
+        if number == rounds:
+            break
+        published, seconds, batches = asyncio.run(
+            run_relay(endpoint, relay_settings, len(messages))
+        )
+        relay_runs.append(seconds)
+        log(
+            f"relay {number + 1}/{rounds}: {published} events in {seconds:.2f} s "
+            f"({published / seconds:.0f}/s, {batches} batches)"
+        )
+    count = len(messages)
     return {
         "relay": {
-            "events": published,
-            "events_per_s": round(published / seconds, 1),
+            "events": count,
+            "events_per_s": round(count * len(relay_runs) / sum(relay_runs), 1),
+            "runs_events_per_s": [round(count / s, 1) for s in relay_runs],
             "batches": batches,
-            "mean_payload_bytes": round(sum(len(p) for _, p, _ in messages) / len(messages), 1),
+            "mean_payload_bytes": round(sum(len(p) for _, p, _ in messages) / count, 1),
         },
         "raw_publish_async": {
-            "messages": len(messages),
-            "messages_per_s": round(2 * len(messages) / (raw_first + raw_second), 1),
-            "runs_messages_per_s": [
-                round(len(messages) / raw_first, 1),
-                round(len(messages) / raw_second, 1),
-            ],
+            "messages": count,
+            "messages_per_s": round(count * len(raw_runs) / sum(raw_runs), 1),
+            "runs_messages_per_s": [round(count / s, 1) for s in raw_runs],
         },
     }
+
+
+def machine_load() -> dict[str, float | None]:
+    """Load average and CPU pressure (Linux PSI: share of time runnable tasks waited for a
+    CPU): our neighbours on a shared machine move the absolute numbers a lot."""
+    pressure = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+        pressure = float(dict(f.split("=") for f in line.split()[1:])["avg60"])
+    return {"load_1m": round(os.getloadavg()[0], 2), "cpu_pressure_some_avg60_pct": pressure}
 
 
 def aim(target: float, value: float, higher_is_better: bool = True) -> dict[str, Any]:
@@ -741,6 +906,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     server_home.mkdir()
     server = EmbeddedNats(server_home)
     ceiling: Ceiling | None = None
+    load_before = machine_load()
     try:
         url = server.start()
         endpoint = NatsEndpoint(url, read_credentials(server.credentials_path))
@@ -748,16 +914,19 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         plans = {n: plan_case(f"case {n}", args.commands, n, args.per_ticket) for n in CASES}
         prepare_service_store(server_home, plans)
         ceiling = Ceiling.prepare(root / "ceiling", args.commands, args.per_ticket)
-        ceiling.measure(1)
-        cases = measure_nats(endpoint, server_home, plans, args.connections)
-        ceiling.measure(2)
-        ceiling_stats = summary(ceiling.latencies, ceiling.wall)
+        cases = measure_nats(endpoint, server_home, plans, args.connections, ceiling)
+        ceiling_stats = ceiling.summary()
+        adjacent = ceiling.rate_around(CASES.index(64))
         ceiling.service.app.close()
         ceiling = None
         relay_settings = Settings(home=root / "relay-store")
-        relay = measure_relay(endpoint, relay_settings, args.relay_events, args.per_ticket)
+        relay = measure_relay(
+            endpoint, relay_settings, args.relay_events, args.per_ticket, args.relay_rounds
+        )
+        load_after = machine_load()
         if args.profile:
-            diagnose_relay(endpoint, relay_settings, relay["relay"]["events"])
+            diagnose_relay(endpoint, relay_settings)
+            diagnose_group_commit(root, args.per_ticket, args.commands)
             diagnose_client(endpoint, server_home, args.per_ticket, args.commands)
             diagnose_service(endpoint, server_home, args.per_ticket, args.commands)
     finally:
@@ -776,6 +945,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "nats_request_reply": cases,
         "ceiling_one_commit_per_command": ceiling_stats,
         "ratio_64_vs_ceiling": round(ratio_64, 3),
+        "ratio_64_vs_adjacent_ceiling_slices": round(cases["64"]["commands_per_s"] / adjacent, 3),
         "aims": {
             "ratio_64_vs_ceiling": aim(AIM_RATIO_64, ratio_64),
             "p99_ms_at_64": aim(AIM_P99_64_MS, cases["64"]["p99_ms"], higher_is_better=False),
@@ -783,6 +953,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         },
         **relay,
         "relay_ratio": round(relay_ratio, 3),
+        "machine": {"before": load_before, "after": load_after},
         "python": platform.python_version(),
         "eventsourcing": version("eventsourcing"),
         "nats_py": version("nats-py"),
@@ -797,6 +968,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--relay-events", type=int, default=20000, help="events for the relay (20000)"
     )
     parser.add_argument(
+        "--relay-rounds", type=int, default=2, help="relay runs, each after a raw run (2)"
+    )
+    parser.add_argument(
         "--per-ticket", type=int, default=10, help="commands per ticket at most (10)"
     )
     parser.add_argument(
@@ -808,10 +982,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--profiled-service", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--service-cprofile", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.smoke:
-        args.commands, args.relay_events, args.per_ticket = 128, 400, 4
-    if min(args.commands, args.relay_events, args.per_ticket, args.connections) < 1:
+        args.commands, args.relay_events, args.per_ticket, args.relay_rounds = 128, 400, 4, 1
+    sizes = (args.commands, args.relay_events, args.per_ticket, args.connections, args.relay_rounds)
+    if min(sizes) < 1:
         parser.error("sizes must be positive")
     if args.commands < max(CASES):
         parser.error(f"--commands must be at least {max(CASES)} (one per caller)")
@@ -821,8 +997,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.profiled_service is not None:
-        profiled_service_main(args.profiled_service)
+        profiled_service_main(args.profiled_service, args.service_cprofile)
         return 0
+    # SIGTERM unwinds like Ctrl-C, so every `finally` stops its processes and the server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     log(
         f"bench pipeline: {args.commands} commands per case ({', '.join(map(str, CASES))} "
         f"callers, {args.connections} connection(s)), ceiling {args.commands} commands, "
