@@ -605,6 +605,15 @@ def run_command_service() -> None:
     _run("command_service")
 
 
+def _register_analyst_commands() -> None:
+    from ticketing import cli_analytics
+
+    cli_analytics.register(cli)
+
+
+_register_analyst_commands()
+
+
 # --- entry point -------------------------------------------------------------------------
 
 

@@ -69,7 +69,7 @@ async def relay(settings: Settings, stop: asyncio.Event, say: Callable[[str], No
     worker.stop()
     await _finish(task, 10)
     await micro.stop()
-    await nc.drain()
+    await nc.close()
     app.close()
 
 
@@ -130,7 +130,7 @@ async def queue_projector(
     say(f"queue projector writing {path}; answering ticketing.query.queue")
     await _project_until(stop, projector)
     await micro.stop()
-    await nc.drain()
+    await nc.close()  # not drain: a pull subscription's queue is never joined
     store.close()
 
 
@@ -151,7 +151,7 @@ async def analytics_projector(
     await _project_until(stop, projector)
     await _finish(publisher, 10)
     await micro.stop()
-    await nc.drain()
+    await nc.close()  # not drain: a pull subscription's queue is never joined
     store.close()
 
 

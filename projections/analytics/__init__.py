@@ -6,4 +6,11 @@ from projections.analytics.kpis import KPI_NAMES, SUMMARY_GROUPS, kpi_summary
 from projections.analytics.queries import open_readonly, run_sql
 from projections.analytics.store import AnalyticsStore
 
-__all__ = ["KPI_NAMES", "SUMMARY_GROUPS", "AnalyticsStore", "kpi_summary", "open_readonly", "run_sql"]
+__all__ = [
+    "KPI_NAMES",
+    "SUMMARY_GROUPS",
+    "AnalyticsStore",
+    "kpi_summary",
+    "open_readonly",
+    "run_sql",
+]

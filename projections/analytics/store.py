@@ -1,0 +1,601 @@
+"""The analytics projection in DuckDB: event facts, ticket facts and accounts, written exactly once.
+
+Each batch is folded in Python to one row per ticket (and per account), starting from the rows
+already stored for those aggregates, then written through registered Arrow tables together with
+the stream position in ONE transaction. Folding first matters: DuckDB silently keeps the first
+or the last of several rows with one key in a single statement, so a batch holding two events
+of one ticket must never reach `MERGE` as two rows.
+
+DuckDB lets one process hold the file for writing and no other process open it, so analysts
+read a snapshot that `publish_snapshot` copies beside the live file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from projections.analytics.kpis import create_views
+from projections.consumer import StreamEvent
+
+log = logging.getLogger(__name__)
+
+PROJECTION = "analytics"
+WORKING_STATUSES = ("new", "open", "pending", "on_hold")
+DONE_STATUSES = ("solved", "closed")
+ACCOUNT_EVENT_TYPES = frozenset({"AccountRegistered", "AccountTierChanged", "AccountRenamed"})
+AUTOMATED_KINDS = frozenset({"automation", "ai"})
+
+_TS = pa.timestamp("us", tz="UTC")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: its DuckDB type and the Arrow type the batch table carries it in."""
+
+    name: str
+    sql_type: str
+    arrow_type: pa.DataType
+
+    @property
+    def select(self) -> str:
+        """How the column leaves the batch table (UUID and JSON travel as Arrow strings)."""
+        if self.sql_type in ("UUID", "JSON"):
+            return f"CAST({self.name} AS {self.sql_type}) AS {self.name}"
+        return self.name
+
+    @property
+    def read(self) -> str:
+        """How the column is read back into the fold: UUIDs as the strings payloads use,
+        times as integer microseconds (making Python datetimes costs more than the query)."""
+        if self.sql_type == "UUID":
+            return f"CAST({self.name} AS VARCHAR) AS {self.name}"
+        if self.sql_type == "TIMESTAMPTZ":
+            return f"epoch_us({self.name}) AS {self.name}"
+        return self.name
+
+
+def _col(name: str, sql_type: str) -> Column:
+    arrow = {
+        "UUID": pa.string(),
+        "JSON": pa.string(),
+        "VARCHAR": pa.string(),
+        "BIGINT": pa.int64(),
+        "INTEGER": pa.int32(),
+        "DOUBLE": pa.float64(),
+        "TIMESTAMPTZ": _TS,
+    }[sql_type]
+    return Column(name, sql_type, arrow)
+
+
+EVENT_FACTS = (
+    _col("stream_sequence", "BIGINT"),
+    _col("notification_id", "BIGINT"),
+    _col("aggregate_id", "UUID"),
+    _col("aggregate_kind", "VARCHAR"),
+    _col("version", "INTEGER"),
+    _col("type", "VARCHAR"),
+    _col("occurred_at", "TIMESTAMPTZ"),
+    _col("recorded_at", "TIMESTAMPTZ"),
+    _col("actor_kind", "VARCHAR"),
+    _col("actor_id", "VARCHAR"),
+    _col("command_id", "VARCHAR"),
+    _col("account_id", "VARCHAR"),
+    _col("from_status", "VARCHAR"),
+    _col("to_status", "VARCHAR"),
+    _col("payload", "JSON"),
+)
+
+TICKET_FACTS = (
+    _col("ticket_id", "UUID"),
+    _col("account_id", "VARCHAR"),
+    _col("account_tier", "VARCHAR"),
+    _col("channel", "VARCHAR"),
+    _col("category", "VARCHAR"),
+    _col("priority", "VARCHAR"),
+    _col("requester", "VARCHAR"),
+    _col("opened_at", "TIMESTAMPTZ"),
+    _col("opened_by_kind", "VARCHAR"),
+    _col("status", "VARCHAR"),
+    _col("status_since", "TIMESTAMPTZ"),
+    _col("first_reply_at", "TIMESTAMPTZ"),
+    _col("first_automated_reply_at", "TIMESTAMPTZ"),
+    _col("first_assigned_at", "TIMESTAMPTZ"),
+    _col("first_solved_at", "TIMESTAMPTZ"),
+    _col("last_solved_at", "TIMESTAMPTZ"),
+    _col("closed_at", "TIMESTAMPTZ"),
+    _col("reopens", "INTEGER"),
+    _col("agent_replies", "INTEGER"),
+    _col("public_comments", "INTEGER"),
+    _col("internal_comments", "INTEGER"),
+    _col("seconds_new", "DOUBLE"),
+    _col("seconds_open", "DOUBLE"),
+    _col("seconds_pending", "DOUBLE"),
+    _col("seconds_on_hold", "DOUBLE"),
+    _col("team", "VARCHAR"),
+    _col("agent", "VARCHAR"),
+    _col("team_at_resolution", "VARCHAR"),
+    _col("agent_at_resolution", "VARCHAR"),
+    _col("reassignments", "INTEGER"),
+    _col("rating_score", "INTEGER"),
+    _col("rating_comment", "VARCHAR"),
+    _col("rated_at", "TIMESTAMPTZ"),
+    _col("last_event_at", "TIMESTAMPTZ"),
+    _col("version", "INTEGER"),
+)
+
+ACCOUNTS = (
+    _col("account_uuid", "UUID"),
+    _col("account_id", "VARCHAR"),
+    _col("name", "VARCHAR"),
+    _col("tier", "VARCHAR"),
+    _col("version", "INTEGER"),
+    _col("updated_at", "TIMESTAMPTZ"),
+)
+
+_TICKET_NOT_NULL = frozenset(
+    {
+        "account_id",
+        "account_tier",
+        "channel",
+        "priority",
+        "requester",
+        "opened_at",
+        "opened_by_kind",
+        "status",
+        "status_since",
+        "reopens",
+        "agent_replies",
+        "public_comments",
+        "internal_comments",
+        "seconds_new",
+        "seconds_open",
+        "seconds_pending",
+        "seconds_on_hold",
+        "reassignments",
+        "last_event_at",
+        "version",
+    }
+)
+
+
+def _table_sql(
+    name: str, columns: Sequence[Column], key: str | None, not_null: Iterable[str]
+) -> str:
+    required = set(not_null)
+    lines = [
+        f"    {c.name} {c.sql_type}"
+        + (" PRIMARY KEY" if c.name == key else "")
+        + (" NOT NULL" if c.name in required else "")
+        for c in columns
+    ]
+    return f"CREATE TABLE IF NOT EXISTS {name} (\n" + ",\n".join(lines) + "\n)"
+
+
+# event_facts has no key on purpose: the position makes each event arrive once, and an ART
+# index over every event would cost memory, disk and insert time for nothing analysts need.
+SCHEMA = [
+    _table_sql("event_facts", EVENT_FACTS, None, ("stream_sequence", "aggregate_id", "type")),
+    _table_sql("ticket_facts", TICKET_FACTS, "ticket_id", _TICKET_NOT_NULL),
+    _table_sql("accounts", ACCOUNTS, "account_uuid", ("version",)),
+    """CREATE TABLE IF NOT EXISTS projection_position (
+    projection VARCHAR PRIMARY KEY,
+    stream_sequence BIGINT NOT NULL,
+    updated_at TIMESTAMPTZ
+)""",
+]
+TABLES = ("event_facts", "ticket_facts", "accounts", "projection_position")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def micros(value: Any) -> int:
+    """A wire time (ISO 8601; no zone means UTC) as integer microseconds since the epoch.
+
+    The fold keeps times as integers: exact, cheap to subtract, and Arrow stores them as
+    timestamps as they are."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+class AnalyticsStore:
+    """The DuckDB analytics projection; implements `projections.consumer.ProjectionStore`.
+
+    Keep one instance (one writer connection) open for the projector's lifetime; analysts
+    open the file written by `publish_snapshot`, never the live one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._con = duckdb.connect(str(self.path))
+        self._con.execute("SET TimeZone = 'UTC'")
+        self._lock = threading.RLock()
+        self._create_schema()
+        self._position = self._stored_position()
+
+    # --- ProjectionStore ------------------------------------------------------------------
+
+    def position(self) -> int:
+        """The last stream sequence committed (0 for an empty projection)."""
+        return self._position
+
+    def apply(self, events: Sequence[StreamEvent]) -> None:
+        """Fold and write a batch with its position in one transaction.
+
+        Events at or below the committed position are ignored (the runner already skips
+        them; this keeps a stray redelivery harmless here too)."""
+        with self._lock:
+            fresh = sorted(
+                (e for e in events if e.sequence > self._position), key=lambda e: e.sequence
+            )
+            if not fresh:
+                return
+            self._con.begin()
+            try:
+                self._write(fresh)
+                self._con.commit()
+            except BaseException:
+                self._con.rollback()
+                raise
+            self._position = fresh[-1].sequence
+
+    # --- snapshots and lifecycle ----------------------------------------------------------
+
+    def publish_snapshot(self, target: Path) -> int:
+        """Write a consistent read-only copy for analysts; returns the position it holds.
+
+        CHECKPOINT folds the WAL into the file, the copy goes to a temporary name beside the
+        target, and `os.replace` swaps it in atomically: an analyst who has the old snapshot
+        open keeps reading it, new opens see the new one."""
+        target = Path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        with self._lock:
+            self._con.execute("CHECKPOINT")
+            try:
+                shutil.copyfile(self.path, temporary)
+                os.replace(temporary, target)
+            finally:
+                temporary.unlink(missing_ok=True)
+            return self._position
+
+    def reset(self) -> None:
+        """Drop every row and the position, for a rebuild by replay."""
+        with self._lock:
+            self._con.begin()
+            try:
+                for table in TABLES:
+                    self._con.execute(f"DELETE FROM {table}")
+                self._con.execute(
+                    "INSERT INTO projection_position VALUES (?, 0, NULL)", [PROJECTION]
+                )
+                self._con.commit()
+            except BaseException:
+                self._con.rollback()
+                raise
+            self._position = 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The writer connection, for tests and fixed in-process queries (use a cursor)."""
+        return self._con
+
+    def __enter__(self) -> AnalyticsStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _create_schema(self) -> None:
+        self._con.begin()
+        try:
+            for statement in SCHEMA:
+                self._con.execute(statement)
+            self._con.execute(
+                "INSERT INTO projection_position VALUES (?, 0, NULL) ON CONFLICT DO NOTHING",
+                [PROJECTION],
+            )
+            create_views(self._con)
+            self._con.commit()
+        except BaseException:
+            self._con.rollback()
+            raise
+
+    def _stored_position(self) -> int:
+        rows = self._con.execute(
+            "SELECT stream_sequence FROM projection_position WHERE projection = ?", [PROJECTION]
+        ).fetchall()
+        return int(rows[0][0]) if rows else 0
+
+    def _write(self, events: Sequence[StreamEvent]) -> None:
+        ticket_ids = {
+            str(e.payload["aggregate_id"])
+            for e in events
+            if e.payload.get("type") not in ACCOUNT_EVENT_TYPES
+        }
+        account_ids = {
+            str(e.payload["aggregate_id"])
+            for e in events
+            if e.payload.get("type") in ACCOUNT_EVENT_TYPES
+        }
+        fold = BatchFold(
+            tickets=self._load("ticket_facts", TICKET_FACTS, "ticket_id", ticket_ids),
+            accounts=self._load("accounts", ACCOUNTS, "account_uuid", account_ids),
+        )
+        for event in events:
+            fold.add(event)
+        self._insert("event_facts", EVENT_FACTS, fold.event_columns)
+        self._upsert("ticket_facts", TICKET_FACTS, "ticket_id", fold.changed_tickets())
+        self._upsert("accounts", ACCOUNTS, "account_uuid", fold.changed_accounts())
+        self._con.execute(
+            "UPDATE projection_position SET stream_sequence = ?, updated_at = now() "
+            "WHERE projection = ?",
+            [events[-1].sequence, PROJECTION],
+        )
+
+    def _load(
+        self, table: str, columns: Sequence[Column], key: str, ids: set[str]
+    ) -> dict[str, dict[str, Any]]:
+        if not ids:
+            return {}
+        self._con.register("_batch_ids", pa.table({"id": pa.array(sorted(ids), pa.string())}))
+        try:
+            select = ", ".join(c.read for c in columns)
+            rows = self._con.execute(
+                f"SELECT {select} FROM {table} "
+                f"WHERE {key} IN (SELECT CAST(id AS UUID) FROM _batch_ids)"
+            ).fetchall()
+        finally:
+            self._con.unregister("_batch_ids")
+        names = [c.name for c in columns]
+        return {row[0]: dict(zip(names, row, strict=True)) for row in rows}
+
+    def _insert(
+        self, table: str, columns: Sequence[Column], data: dict[str, Sequence[Any]]
+    ) -> None:
+        batch = pa.table(
+            {c.name: pa.array(data[c.name], c.arrow_type) for c in columns},
+        )
+        self._con.register("_batch_rows", batch)
+        try:
+            names = ", ".join(c.name for c in columns)
+            select = ", ".join(c.select for c in columns)
+            self._con.execute(f"INSERT INTO {table} ({names}) SELECT {select} FROM _batch_rows")
+        finally:
+            self._con.unregister("_batch_rows")
+
+    def _upsert(
+        self, table: str, columns: Sequence[Column], key: str, rows: Sequence[dict[str, Any]]
+    ) -> None:
+        """MERGE the folded rows: at most one row per key, so MERGE's duplicate trap is shut."""
+        if not rows:
+            return
+        batch = pa.table(
+            {c.name: pa.array([r[c.name] for r in rows], c.arrow_type) for c in columns}
+        )
+        self._con.register("_batch_rows", batch)
+        try:
+            select = ", ".join(c.select for c in columns)
+            self._con.execute(
+                f"MERGE INTO {table} USING (SELECT {select} FROM _batch_rows) AS batch "
+                f"ON {table}.{key} = batch.{key} "
+                "WHEN MATCHED THEN UPDATE WHEN NOT MATCHED THEN INSERT"
+            )
+        finally:
+            self._con.unregister("_batch_rows")
+
+
+class BatchFold:
+    """Folds a batch of event payloads into event fact columns and one row per aggregate.
+
+    Rows are the stored rows of the aggregates the batch touches (times in microseconds);
+    the fold changes them in place, in stream order, so any split of the stream into
+    batches ends in the same rows."""
+
+    def __init__(
+        self, tickets: dict[str, dict[str, Any]], accounts: dict[str, dict[str, Any]]
+    ) -> None:
+        self.tickets = tickets
+        self.accounts = accounts
+        self._changed_tickets: set[str] = set()
+        self._changed_accounts: set[str] = set()
+        self.event_rows: list[tuple[Any, ...]] = []
+
+    @property
+    def event_columns(self) -> dict[str, Sequence[Any]]:
+        """The event fact rows column by column, as Arrow wants them."""
+        columns = list(zip(*self.event_rows, strict=True)) or [() for _ in EVENT_FACTS]
+        return {c.name: values for c, values in zip(EVENT_FACTS, columns, strict=True)}
+
+    def changed_tickets(self) -> list[dict[str, Any]]:
+        return [self.tickets[i] for i in sorted(self._changed_tickets)]
+
+    def changed_accounts(self) -> list[dict[str, Any]]:
+        return [self.accounts[i] for i in sorted(self._changed_accounts)]
+
+    def add(self, event: StreamEvent) -> None:
+        payload = event.payload
+        kind = payload["type"]
+        aggregate_id = str(payload["aggregate_id"])
+        at = micros(payload["occurred_at"])
+        if kind in ACCOUNT_EVENT_TYPES:
+            aggregate_kind = "account"
+            account_id = self._account(aggregate_id, payload, at)
+        else:
+            aggregate_kind = "ticket"
+            account_id = self._ticket(aggregate_id, payload, at)
+        actor = payload.get("actor") or {}
+        recorded = payload.get("recorded_at")
+        self.event_rows.append(
+            (
+                event.sequence,
+                payload.get("notification_id"),
+                aggregate_id,
+                aggregate_kind,
+                payload.get("version"),
+                kind,
+                at,
+                micros(recorded) if recorded else None,
+                actor.get("kind"),
+                actor.get("id"),
+                payload.get("command_id"),
+                account_id,
+                payload.get("from_status"),
+                payload.get("to_status"),
+                json.dumps(payload, separators=(",", ":"), default=str),
+            )
+        )
+
+    def _account(self, account_uuid: str, payload: dict[str, Any], at: int) -> str | None:
+        kind = payload["type"]
+        row = self.accounts.get(account_uuid)
+        if kind == "AccountRegistered":
+            row = {
+                "account_uuid": account_uuid,
+                "account_id": payload["account_id"],
+                "name": payload["name"],
+                "tier": payload["tier"],
+            }
+            self.accounts[account_uuid] = row
+        elif row is None:
+            log.warning("%s for unknown account %s; account row skipped", kind, account_uuid)
+            return None
+        elif kind == "AccountTierChanged":
+            row["tier"] = payload["tier"]
+        elif kind == "AccountRenamed":
+            row["name"] = payload["name"]
+        row["version"] = payload.get("version")
+        row["updated_at"] = at
+        self._changed_accounts.add(account_uuid)
+        account_id: str | None = row["account_id"]
+        return account_id
+
+    def _ticket(self, ticket_id: str, payload: dict[str, Any], at: int) -> str | None:
+        kind = payload["type"]
+        if kind == "TicketOpened":
+            row = _opened_row(ticket_id, payload, at)
+            self.tickets[ticket_id] = row
+        else:
+            existing = self.tickets.get(ticket_id)
+            if existing is None:
+                log.warning("%s for unknown ticket %s; ticket row skipped", kind, ticket_id)
+                return None
+            row = existing
+            _evolve(row, payload, at)
+        row["last_event_at"] = at
+        row["version"] = payload.get("version")
+        self._changed_tickets.add(ticket_id)
+        account_id: str = row["account_id"]
+        return account_id
+
+
+def _opened_row(ticket_id: str, payload: dict[str, Any], at: int) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(c.name for c in TICKET_FACTS)
+    actor = payload.get("actor") or {}
+    row.update(
+        ticket_id=ticket_id,
+        account_id=payload["account_id"],
+        account_tier=payload["account_tier"],
+        channel=payload["channel"],
+        category=payload.get("category"),
+        priority=payload["priority"],
+        requester=payload["requester"],
+        opened_at=at,
+        opened_by_kind=actor.get("kind", "customer"),
+        status="new",
+        status_since=at,
+        reopens=0,
+        agent_replies=0,
+        public_comments=0,
+        internal_comments=0,
+        seconds_new=0.0,
+        seconds_open=0.0,
+        seconds_pending=0.0,
+        seconds_on_hold=0.0,
+        reassignments=0,
+    )
+    return row
+
+
+def _evolve(row: dict[str, Any], payload: dict[str, Any], at: int) -> None:
+    """One event's effect on a ticket fact row (DESIGN.md, KPI definitions)."""
+    kind = payload["type"]
+    if "to_status" in payload:
+        _move(row, payload["to_status"], at)
+    elif kind == "CommentAdded":
+        _comment(row, payload, at)
+    elif kind == "TicketAssigned":
+        agent = payload.get("agent")
+        if agent is not None and agent != row["agent"]:
+            # Reassignments count agent changes after the first assignment to an agent.
+            if row["first_assigned_at"] is None:
+                row["first_assigned_at"] = at
+            else:
+                row["reassignments"] += 1
+        row["team"] = payload.get("team")
+        row["agent"] = agent
+    elif kind == "TicketCategorized":
+        row["category"] = payload["category"]
+    elif kind == "TicketPrioritized":
+        row["priority"] = payload["priority"]
+    elif kind == "TicketRated":
+        row["rating_score"] = payload["score"]
+        row["rating_comment"] = payload.get("comment")
+        row["rated_at"] = at
+
+
+def _move(row: dict[str, Any], to_status: str, at: int) -> None:
+    from_status = row["status"]
+    if to_status == from_status:
+        return  # a new resolution text on a solved ticket: no status change, no new solve
+    if from_status in WORKING_STATUSES:
+        row[f"seconds_{from_status}"] += (at - row["status_since"]) / 1_000_000
+    row["status"] = to_status
+    row["status_since"] = at
+    if to_status == "solved":
+        if row["first_solved_at"] is None:
+            row["first_solved_at"] = at
+        row["last_solved_at"] = at
+        row["team_at_resolution"] = row["team"]
+        row["agent_at_resolution"] = row["agent"]
+    elif to_status == "closed":
+        row["closed_at"] = at
+    if from_status == "solved" and to_status in WORKING_STATUSES:
+        row["reopens"] += 1
+
+
+def _comment(row: dict[str, Any], payload: dict[str, Any], at: int) -> None:
+    if payload.get("visibility") != "public":
+        row["internal_comments"] += 1
+        return
+    row["public_comments"] += 1
+    author = (payload.get("actor") or {}).get("kind")
+    if author == "agent":
+        row["agent_replies"] += 1
+        # DESIGN: "if an agent opened the ticket, its second public agent reply" counts the
+        # opening as the agent's first public comment, as Zendesk does with the description.
+        # Here the description lives in TicketOpened, not in a CommentAdded, so for every
+        # ticket the first reply is the first public agent CommentAdded (Zendesk parity).
+        if row["first_reply_at"] is None:
+            row["first_reply_at"] = at
+    elif author in AUTOMATED_KINDS and row["first_automated_reply_at"] is None:
+        row["first_automated_reply_at"] = at
