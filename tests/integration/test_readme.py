@@ -41,14 +41,22 @@ def test_readme_synopsis_runs_and_ends_with_a_closed_rated_ticket(tmp_path: Path
     assert "pending -> open (customer_replied)" in result.stdout
 
 
-def test_quick_start_demo_walks_a_ticket_to_closed(tmp_path: Path) -> None:
+def test_quick_start_demo_runs_the_whole_stack_and_stops_it(tmp_path: Path) -> None:
     assert "make demo" in _block_after("## Quick start")
+    home = tmp_path / "home"
     result = subprocess.run(
-        [sys.executable, "-m", "ticketing.cli", "--home", str(tmp_path / "home"), "demo"],
+        [sys.executable, "-m", "ticketing.cli", "--home", str(home), "demo", "--tickets", "25"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=240,
     )
     assert result.returncode == 0, result.stderr
-    assert "TicketClosed" in result.stdout
-    assert re.search(r"status\s+closed", result.stdout)
+    out = result.stdout
+    for process in ("command-service", "relay", "queue-projector", "analytics-projector"):
+        assert re.search(rf"^{process}\s+pid \d+", out, re.M), process
+    assert "projections caught up with stream sequence" in out
+    assert re.search(r"^TICKET\s+PRIORITY\s+STATUS", out, re.M)
+    assert re.search(r"^all\s+first_reply\s+\d+", out, re.M)
+    assert "did not stop" not in out
+    assert re.search(r"^stopped$", out, re.M)
+    assert not (home / "nats" / "server.json").exists()  # the embedded server was stopped
