@@ -3,7 +3,8 @@
 Per-ticket numbers come from `ticket_facts` (one row per ticket, kept incrementally), so the
 views stay fast at millions of tickets; only the backlog reads `event_facts`, as a running sum.
 
-- first reply: opened -> first public agent reply (the second when an agent opened the ticket);
+- first reply: opened -> first public agent reply (an agent-opened ticket's description counts as
+  the agent's first comment, as in Zendesk, so it is still the first public agent CommentAdded);
   automation and AI replies are reported separately (`first_automated_reply_minutes`).
 - first / full resolution: opened -> first / last time solved (full: only once solved or closed).
 - requester wait: time in new + open + on_hold; agent wait: in pending; on-hold: in on_hold.
