@@ -24,6 +24,11 @@ class TicketingApplication(Application[UUID]):
 
     name = "Ticketing"
 
+    @property
+    def supports_erasure(self) -> bool:
+        """Durable stores can erase redacted text in place; the in-memory one keeps it."""
+        return type(self.recorder).__module__.split(".")[-1] in ("sqlite", "postgres")
+
     def get_ticket(self, ticket_id: UUID, version: int | None = None) -> Ticket:
         ticket: Ticket = self.repository.get(
             ticket_id, version=version, projector_func=replay_events

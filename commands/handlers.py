@@ -101,6 +101,12 @@ def add_comment(cmd: m.AddComment, ctx: HandlerContext) -> Ticket:
     return ticket
 
 
+def redact_comment(cmd: m.RedactComment, ctx: HandlerContext) -> Ticket:
+    ticket = ctx.load_ticket(cmd.ticket_id, cmd.expected_version)
+    ticket.redact_comment(cmd.comment_id, reason=cmd.reason, **_cause(cmd))
+    return ticket
+
+
 def change_status(cmd: m.ChangeStatus, ctx: HandlerContext) -> Ticket:
     ticket = ctx.load_ticket(cmd.ticket_id, cmd.expected_version)
     ticket.change_status(cmd.status, reason=cmd.reason, **_cause(cmd))
@@ -127,7 +133,7 @@ def close_ticket(cmd: m.CloseTicket, ctx: HandlerContext) -> Ticket:
 
 def rate_ticket(cmd: m.RateTicket, ctx: HandlerContext) -> Ticket:
     ticket = ctx.load_ticket(cmd.ticket_id, cmd.expected_version)
-    ticket.rate(cmd.score, comment=cmd.comment, **_cause(cmd))
+    ticket.rate(cmd.score, comment=cmd.comment, survey=cmd.survey, **_cause(cmd))
     return ticket
 
 
@@ -179,6 +185,7 @@ HANDLERS: dict[type[m.Command], Handler] = {
     m.PrioritizeTicket: prioritize_ticket,
     m.AssignTicket: assign_ticket,
     m.AddComment: add_comment,
+    m.RedactComment: redact_comment,
     m.ChangeStatus: change_status,
     m.ResolveTicket: resolve_ticket,
     m.ReopenTicket: reopen_ticket,

@@ -125,6 +125,14 @@ class AddComment(TicketCommand):
     visibility: Visibility = Visibility.PUBLIC
 
 
+class RedactComment(TicketCommand):
+    """Erase a comment's text for a privacy request; the chain still verifies."""
+
+    name: ClassVar[str] = "redact_comment"
+    comment_id: Annotated[str, StringConstraints(pattern=r"^c[0-9]{1,6}$")]
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
 class ChangeStatus(TicketCommand):
     name: ClassVar[str] = "change_status"
     status: Status
@@ -149,6 +157,7 @@ class RateTicket(TicketCommand):
     name: ClassVar[str] = "rate_ticket"
     score: Annotated[int, Field(ge=1, le=5, strict=True)]
     comment: OptionalText | None = None
+    survey: Identifier = "csat"
 
 
 class TagTicket(TicketCommand):
@@ -189,6 +198,7 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         PrioritizeTicket,
         AssignTicket,
         AddComment,
+        RedactComment,
         ChangeStatus,
         ResolveTicket,
         ReopenTicket,

@@ -18,11 +18,12 @@ from pydantic import ValidationError as PydanticValidationError
 from commands import models as m
 from commands.application import TicketingApplication
 from commands.command_log import CommandRecord, command_record_id, ticket_id_for
+from commands.erasure import erase_comment_text
 from commands.handlers import HANDLERS
 from commands.replies import Reply
 from ticketing.domain import errors
 from ticketing.domain.account import Account, account_uuid
-from ticketing.domain.events import event_payload
+from ticketing.domain.events import CommentRedacted, event_payload
 from ticketing.domain.ticket import Ticket
 from ticketing.domain.values import DEFAULT_CATEGORIES
 
@@ -232,6 +233,14 @@ class CommandService:
             pending.extend(decision.events)
             pending.extend(decision.record.collect_events())
         self.app.save(*pending)
+        for decision in decisions:
+            self._erase_redacted(decision.events)
+
+    def _erase_redacted(self, events: Sequence[Any]) -> None:
+        """After a redaction commits, erase the stored text (idempotent; see erasure.py)."""
+        for event in events:
+            if isinstance(event, CommentRedacted) and self.app.supports_erasure:
+                erase_comment_text(self.app, event.originator_id, event.comment_id)
 
     def _prior_reply(self, command: m.Command) -> Reply | None:
         try:

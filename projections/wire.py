@@ -35,6 +35,9 @@ class WireEvent(BaseModel):
     occurred_at: datetime
     actor: WireActor
     command_id: str
+    # Added after wire version 1 was published, so optional: older messages lack them.
+    previous_hash: str | None = Field(default=None, description="The predecessor's event_hash")
+    event_hash: str | None = Field(default=None, description="sha256 of the canonical event")
 
 
 class TicketOpened(WireEvent):
@@ -76,6 +79,15 @@ class CommentAdded(WireEvent):
     comment_id: str
     body: str
     visibility: Literal["public", "internal"]
+    body_commitment: str | None = Field(default=None, description="sha256(salt:body)")
+
+
+class CommentRedacted(WireEvent):
+    """The comment's text was erased for a privacy request; consumers should erase it too."""
+
+    type: Literal["CommentRedacted"]
+    comment_id: str
+    reason: str
 
 
 class StatusChanged(WireEvent):
@@ -109,6 +121,7 @@ class TicketRated(WireEvent):
     type: Literal["TicketRated"]
     score: int = Field(ge=1, le=5)
     comment: str | None
+    survey: str | None = Field(default=None, description="Since TicketRated v2; v1 means csat")
 
 
 class TicketTagged(WireEvent):
@@ -146,6 +159,7 @@ EventMessage = Annotated[
     | TicketPrioritized
     | TicketAssigned
     | CommentAdded
+    | CommentRedacted
     | StatusChanged
     | TicketResolved
     | TicketReopened

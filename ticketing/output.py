@@ -19,6 +19,9 @@ _ENVELOPE = {
     "previous_priority",
     "previous_tier",
     "previous_name",
+    "previous_hash",
+    "event_hash",
+    "body_commitment",
 }
 
 

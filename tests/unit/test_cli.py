@@ -145,7 +145,7 @@ def test_a_ticket_walked_to_closed_reports_each_change(ticketing: Cli) -> None:
         ),
         (
             ["rate", tid, "--score", "5", "--comment", "great", "--as", "customer:bob"],
-            "9: TicketRated: score=5, comment=great",
+            "9: TicketRated: score=5, comment=great, survey=csat",
         ),
         (["close", tid], "10: TicketClosed: solved -> closed"),
     ]

@@ -582,6 +582,7 @@ def test_comments_are_numbered_and_keep_their_author() -> None:
             "visibility": "public",
             "author": CUSTOMER.as_dict(),
             "occurred_at": at(1).isoformat(),
+            "redacted": False,
         },
         {
             "comment_id": "c2",
@@ -589,6 +590,7 @@ def test_comments_are_numbered_and_keep_their_author() -> None:
             "visibility": "internal",
             "author": AGENT.as_dict(),
             "occurred_at": at(2).isoformat(),
+            "redacted": False,
         },
     ]
 

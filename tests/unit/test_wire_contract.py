@@ -206,6 +206,7 @@ def full_lifecycle(service: CommandService) -> None:
         m.AssignTicket(ticket_id=ticket, team="tier1", agent="ana", actor=AGENT),
         m.AddComment(ticket_id=ticket, body="Which client?", actor=AGENT),
         m.AddComment(ticket_id=ticket, body="Checked logs", visibility="internal", actor=AGENT),
+        m.RedactComment(ticket_id=ticket, comment_id="c2", reason="privacy request", actor=AGENT),
         m.ChangeStatus(ticket_id=ticket, status="on_hold", reason="vendor", actor=AGENT),
         m.TagTicket(ticket_id=ticket, tags=["vendor", "network"], actor=AGENT),
         m.UntagTicket(ticket_id=ticket, tags=["vendor"], actor=AGENT),

@@ -8,6 +8,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from ticketing.domain.chain import GENESIS_HASH, chained
 from ticketing.domain.clock import as_utc, utc_now
 from ticketing.domain.events import AccountRegistered, AccountRenamed, AccountTierChanged
 from ticketing.domain.values import Actor, SlaTier
@@ -28,6 +29,7 @@ class Account(Aggregate):
         self.name = ""
         self.tier = SlaTier.STANDARD
         self.last_occurred_at = utc_now()
+        self.chain_head = GENESIS_HASH
 
     @classmethod
     def register(
@@ -40,15 +42,19 @@ class Account(Aggregate):
         at: datetime | None = None,
         command_id: str = "",
     ) -> Account:
+        new_id = account_uuid(account_id)
+        fields = {
+            "account_id": account_id,
+            "name": name,
+            "tier": str(SlaTier(tier)),
+            "actor": actor.as_dict(),
+            "occurred_at": as_utc(at) if at else utc_now(),
+            "command_id": command_id,
+        }
         return cls._create(
             AccountRegistered,
-            id=account_uuid(account_id),
-            account_id=account_id,
-            name=name,
-            tier=str(SlaTier(tier)),
-            actor=actor.as_dict(),
-            occurred_at=as_utc(at) if at else utc_now(),
-            command_id=command_id,
+            id=new_id,
+            **chained(AccountRegistered, new_id, 1, GENESIS_HASH, fields),
         )
 
     def change_tier(
@@ -57,13 +63,13 @@ class Account(Aggregate):
         tier = SlaTier(tier)
         if tier is self.tier:
             return
-        self.trigger_event(
+        self._record(
             AccountTierChanged,
+            actor,
+            at,
+            command_id,
             tier=str(tier),
             previous_tier=str(self.tier),
-            actor=actor.as_dict(),
-            occurred_at=self._moment(at),
-            command_id=command_id,
         )
 
     def rename(
@@ -71,13 +77,20 @@ class Account(Aggregate):
     ) -> None:
         if name == self.name:
             return
+        self._record(AccountRenamed, actor, at, command_id, name=name, previous_name=self.name)
+
+    def _record(
+        self, event_class: Any, actor: Actor, at: datetime | None, command_id: str, **fields: Any
+    ) -> None:
+        content = {
+            "actor": actor.as_dict(),
+            "occurred_at": self._moment(at),
+            "command_id": command_id,
+            **fields,
+        }
         self.trigger_event(
-            AccountRenamed,
-            name=name,
-            previous_name=self.name,
-            actor=actor.as_dict(),
-            occurred_at=self._moment(at),
-            command_id=command_id,
+            event_class,
+            **chained(event_class, self.id, self.version + 1, self.chain_head, content),
         )
 
     def evolve(self, event: Any) -> None:
@@ -91,6 +104,7 @@ class Account(Aggregate):
             case AccountRenamed():
                 self.name = event.name
         self.last_occurred_at = event.occurred_at
+        self.chain_head = event.event_hash
 
     def as_dict(self) -> dict[str, Any]:
         return {

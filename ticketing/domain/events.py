@@ -9,7 +9,7 @@ exactly what was stored.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from eventsourcing.domain import AggregateCreated, AggregateEvent
 
@@ -22,11 +22,14 @@ class _Evolves:
 
 
 class TicketEvent(_Evolves, AggregateEvent):
-    """Every ticket change records who caused it, when it happened and which command did it."""
+    """Every ticket change records who caused it, when it happened and which command did it,
+    and chains to its predecessor (see `ticketing.domain.chain`)."""
 
     actor: dict[str, str]
     occurred_at: datetime
     command_id: str
+    previous_hash: str
+    event_hash: str
 
 
 class TicketOpened(_Evolves, AggregateCreated):
@@ -43,6 +46,8 @@ class TicketOpened(_Evolves, AggregateCreated):
     actor: dict[str, str]
     occurred_at: datetime
     command_id: str
+    previous_hash: str
+    event_hash: str
 
 
 class TicketCategorized(TicketEvent):
@@ -65,9 +70,21 @@ class TicketAssigned(TicketEvent):
 
 
 class CommentAdded(TicketEvent):
+    """`body` and `body_salt` may be erased for a privacy request (see CommentRedacted); the
+    chain covers `body_commitment` = sha256(salt:body) instead of the text."""
+
     comment_id: str
     body: str
+    body_salt: str
+    body_commitment: str
     visibility: str
+
+
+class CommentRedacted(TicketEvent):
+    """A comment's text was erased (privacy request); the fact that it existed stays."""
+
+    comment_id: str
+    reason: str
 
 
 class StatusChanged(TicketEvent):
@@ -96,8 +113,17 @@ class TicketClosed(TicketEvent):
 
 
 class TicketRated(TicketEvent):
+    """Version 2 added `survey`: which survey collected the rating (v1 ratings were CSAT)."""
+
+    class_version: ClassVar[int] = 2
+
     score: int
     comment: str | None
+    survey: str
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["survey"] = "csat"
 
 
 class TicketTagged(TicketEvent):
@@ -116,6 +142,8 @@ class AccountEvent(_Evolves, AggregateEvent):
     actor: dict[str, str]
     occurred_at: datetime
     command_id: str
+    previous_hash: str
+    event_hash: str
 
 
 class AccountRegistered(_Evolves, AggregateCreated):
@@ -125,6 +153,8 @@ class AccountRegistered(_Evolves, AggregateCreated):
     actor: dict[str, str]
     occurred_at: datetime
     command_id: str
+    previous_hash: str
+    event_hash: str
 
 
 class AccountTierChanged(AccountEvent):
@@ -143,6 +173,7 @@ TICKET_EVENT_TYPES: tuple[type, ...] = (
     TicketPrioritized,
     TicketAssigned,
     CommentAdded,
+    CommentRedacted,
     StatusChanged,
     TicketResolved,
     TicketReopened,
@@ -155,7 +186,7 @@ ACCOUNT_EVENT_TYPES: tuple[type, ...] = (AccountRegistered, AccountTierChanged, 
 PUBLISHED_EVENT_TYPES = TICKET_EVENT_TYPES + ACCOUNT_EVENT_TYPES
 """Domain events, as opposed to the command service's idempotency records."""
 
-_BASE_FIELDS = ("originator_id", "originator_version", "timestamp", "originator_topic")
+_BASE_FIELDS = ("originator_id", "originator_version", "timestamp", "originator_topic", "body_salt")
 
 
 def event_payload(event: Any) -> dict[str, Any]:

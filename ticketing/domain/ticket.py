@@ -10,9 +10,11 @@ from uuid import UUID, uuid4
 from eventsourcing.domain import Aggregate
 
 from ticketing.domain import errors
+from ticketing.domain.chain import GENESIS_HASH, chained, commitment, new_salt
 from ticketing.domain.clock import as_utc, utc_now
 from ticketing.domain.events import (
     CommentAdded,
+    CommentRedacted,
     StatusChanged,
     TicketAssigned,
     TicketCategorized,
@@ -68,9 +70,11 @@ class Ticket(Aggregate):
         self.comments: list[dict[str, Any]]
         self.resolution: str | None
         self.rating: dict[str, Any] | None
+        self.rating_survey: str | None
         self.opened_at: datetime
         self.last_occurred_at: datetime
         self.reopen_count: int
+        self.chain_head: str
 
     @classmethod
     def open(
@@ -92,9 +96,8 @@ class Ticket(Aggregate):
         ticket_id: UUID | None = None,
     ) -> Ticket:
         tag_list = _checked_tags(tags)
-        return cls._create(
-            TicketOpened,
-            id=ticket_id or uuid4(),
+        new_id = ticket_id or uuid4()
+        fields = dict(
             account_id=account_id,
             account_tier=str(account_tier),
             requester=requester,
@@ -108,6 +111,9 @@ class Ticket(Aggregate):
             actor=actor.as_dict(),
             occurred_at=as_utc(at) if at else utc_now(),
             command_id=command_id,
+        )
+        return cls._create(
+            TicketOpened, id=new_id, **chained(TicketOpened, new_id, 1, GENESIS_HASH, fields)
         )
 
     # --- commands -------------------------------------------------------------------------
@@ -191,6 +197,7 @@ class Ticket(Aggregate):
         if actor.kind is ActorKind.CUSTOMER and visibility is Visibility.INTERNAL:
             raise errors.ForbiddenError("customers cannot add internal notes", field="visibility")
         moment = self._moment(at)
+        salt = new_salt()
         self._record(
             CommentAdded,
             actor,
@@ -198,6 +205,8 @@ class Ticket(Aggregate):
             command_id,
             comment_id=f"c{len(self.comments) + 1}",
             body=body,
+            body_salt=salt,
+            body_commitment=commitment(salt, body),
             visibility=str(visibility),
         )
         if visibility is not Visibility.PUBLIC:
@@ -214,6 +223,26 @@ class Ticket(Aggregate):
             self._record_status(
                 TicketReopened, Status.OPEN, actor, moment, command_id, "customer_replied"
             )
+
+    def redact_comment(
+        self,
+        comment_id: str,
+        *,
+        actor: Actor,
+        reason: str,
+        at: datetime | None = None,
+        command_id: str = "",
+    ) -> None:
+        """Erase a comment's text for a privacy request. Allowed on closed tickets too: privacy
+        outranks read-only; the store then erases the stored text (see replay/redaction.py)."""
+        comment = next((c for c in self.comments if c["comment_id"] == comment_id), None)
+        if comment is None:
+            raise errors.NotFoundError(
+                f"ticket {self.id} has no comment {comment_id!r}", field="comment_id"
+            )
+        if comment["redacted"]:
+            return
+        self._record(CommentRedacted, actor, at, command_id, comment_id=comment_id, reason=reason)
 
     def change_status(
         self,
@@ -297,6 +326,7 @@ class Ticket(Aggregate):
         *,
         actor: Actor,
         comment: str | None = None,
+        survey: str = "csat",
         at: datetime | None = None,
         command_id: str = "",
     ) -> None:
@@ -308,9 +338,11 @@ class Ticket(Aggregate):
                 f"only solved or closed tickets can be rated; this one is {self.status}",
                 status=str(self.status),
             )
-        if self.rating == {"score": score, "comment": comment}:
+        if self.rating == {"score": score, "comment": comment} and self.rating_survey == survey:
             return
-        self._record(TicketRated, actor, at, command_id, score=score, comment=comment)
+        self._record(
+            TicketRated, actor, at, command_id, score=score, comment=comment, survey=survey
+        )
 
     def tag(
         self, tags: Iterable[str], *, actor: Actor, at: datetime | None = None, command_id: str = ""
@@ -336,6 +368,7 @@ class Ticket(Aggregate):
             self._open(event)
             return
         self.last_occurred_at = event.occurred_at
+        self.chain_head = event.event_hash
         match event:
             case TicketCategorized():
                 self.category = event.category
@@ -343,16 +376,8 @@ class Ticket(Aggregate):
                 self.priority = Priority(event.priority)
             case TicketAssigned():
                 self.team, self.agent = event.team, event.agent
-            case CommentAdded():
-                self.comments.append(
-                    {
-                        "comment_id": event.comment_id,
-                        "body": event.body,
-                        "visibility": event.visibility,
-                        "author": dict(event.actor),
-                        "occurred_at": event.occurred_at,
-                    }
-                )
+            case CommentAdded() | CommentRedacted():
+                self._evolve_comments(event)
             case TicketResolved():
                 self.status = Status.SOLVED
                 self.resolution = event.resolution
@@ -363,10 +388,28 @@ class Ticket(Aggregate):
                 self.status = Status(event.to_status)
             case TicketRated():
                 self.rating = {"score": event.score, "comment": event.comment}
+                self.rating_survey = event.survey
             case TicketTagged():
                 self.tags = sorted({*self.tags, *event.tags})
             case TicketUntagged():
                 self.tags = [t for t in self.tags if t not in event.tags]
+
+    def _evolve_comments(self, event: CommentAdded | CommentRedacted) -> None:
+        if isinstance(event, CommentRedacted):
+            for comment in self.comments:
+                if comment["comment_id"] == event.comment_id:
+                    comment.update(body=None, redacted=True)
+            return
+        self.comments.append(
+            {
+                "comment_id": event.comment_id,
+                "body": event.body or None,  # erased text reads as None
+                "visibility": event.visibility,
+                "author": dict(event.actor),
+                "occurred_at": event.occurred_at,
+                "redacted": False,
+            }
+        )
 
     def _open(self, event: TicketOpened) -> None:
         self.account_id = event.account_id
@@ -385,9 +428,11 @@ class Ticket(Aggregate):
         self.comments = []
         self.resolution = None
         self.rating = None
+        self.rating_survey = None
         self.opened_at = event.occurred_at
         self.last_occurred_at = event.occurred_at
         self.reopen_count = 0
+        self.chain_head = event.event_hash
 
     def as_dict(self) -> dict[str, Any]:
         """Current state in plain values, for `show` and replies."""
@@ -410,6 +455,7 @@ class Ticket(Aggregate):
             "rating": dict(self.rating) if self.rating else None,
             "reopen_count": self.reopen_count,
             "follow_up_of": self.follow_up_of,
+            "chain_head": self.chain_head,
             "opened_at": self.opened_at.isoformat(),
             "updated_at": self.last_occurred_at.isoformat(),
             "comments": [{**c, "occurred_at": c["occurred_at"].isoformat()} for c in self.comments],
@@ -439,12 +485,15 @@ class Ticket(Aggregate):
         command_id: str,
         **fields: Any,
     ) -> None:
+        content = {
+            "actor": actor.as_dict(),
+            "occurred_at": self._moment(at),
+            "command_id": command_id,
+            **fields,
+        }
         self.trigger_event(
             event_class,
-            actor=actor.as_dict(),
-            occurred_at=self._moment(at),
-            command_id=command_id,
-            **fields,
+            **chained(event_class, self.id, self.version + 1, self.chain_head, content),
         )
 
     def _record_status(
