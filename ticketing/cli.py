@@ -387,11 +387,22 @@ def _ticket_uuid(text: str) -> UUID:
 
 @cli.command()
 @ticket_argument
+@click.option(
+    "--as-of", help="The state exactly as it was at this time (ISO 8601; UTC if no zone)."
+)
+@click.option("--version", "version", type=int, help="The state exactly as it was at this version.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
-def show(obj: Context, ticket: str, as_json: bool) -> None:
-    """Show a ticket's current state."""
-    state = obj.service.load_ticket(_ticket_uuid(ticket)).as_dict()
+def show(obj: Context, ticket: str, as_of: str | None, version: int | None, as_json: bool) -> None:
+    """Show a ticket's state: current, or exactly as it was at a time or version."""
+    from replay.history import parse_time, ticket_as_of
+
+    if as_of is not None and version is not None:
+        raise CliError("validation_error", "give --as-of or --version, not both")
+    moment = parse_time(as_of) if as_of is not None else None
+    state = ticket_as_of(
+        obj.service.app, _ticket_uuid(ticket), at=moment, version=version
+    ).as_dict()
     click.echo(json.dumps(state) if as_json else output.ticket_card(state))
 
 
@@ -543,6 +554,9 @@ def serve(obj: Context) -> None:
     show_default=True,
 )
 @click.option("--limit", type=int, default=100, show_default=True)
+@click.option(
+    "--as-of", help="The queue exactly as it was at this time: a replay of the event store."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of tickets.")
 @pass_context
 def queue(
@@ -555,9 +569,10 @@ def queue(
     waiting_on: str | None,
     sort: str,
     limit: int,
+    as_of: str | None,
     as_json: bool,
 ) -> None:
-    """The live queue, from the queue projection."""
+    """The live queue, from the queue projection (or as it was, with --as-of)."""
     from projections.queue.queries import QueueNotReadyError, QueueQuery, list_queue, open_reader
     from ticketing.processes import queue_path
 
@@ -573,10 +588,16 @@ def queue(
             "limit": limit,
         }
     )
-    try:
-        reader = open_reader(queue_path(obj.settings))
-    except QueueNotReadyError as error:
-        raise CliError("not_ready", str(error)) from error
+    if as_of is not None:
+        from replay.history import parse_time
+        from replay.rebuild import queue_as_of
+
+        reader = queue_as_of(obj.service.app, parse_time(as_of))
+    else:
+        try:
+            reader = open_reader(queue_path(obj.settings))
+        except QueueNotReadyError as error:
+            raise CliError("not_ready", str(error)) from error
     try:
         tickets = list_queue(reader, query)
     finally:
@@ -606,9 +627,10 @@ def run_command_service() -> None:
 
 
 def _register_analyst_commands() -> None:
-    from ticketing import cli_analytics
+    from ticketing import cli_analytics, cli_audit
 
     cli_analytics.register(cli)
+    cli_audit.register(cli)
 
 
 _register_analyst_commands()

@@ -1,0 +1,139 @@
+"""`ticketing verify projections`: rebuild each projection from the event store up to the live
+projection's position and compare them row by row; any difference is drift."""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from commands.application import TicketingApplication
+from replay.rebuild import rebuild_analytics, rebuild_queue
+
+QUEUE_TABLES = {"queue_tickets": "ticket_id", "queue_accounts": "account_uuid"}
+ANALYTICS_TABLES = {
+    "ticket_facts": "ticket_id",
+    "accounts": "account_uuid",
+    "event_facts": "stream_sequence",
+}
+WALL_CLOCK_COLUMNS = {"updated_at"}  # when a row was written, not what it says
+MAX_REPORTED = 50
+
+
+@dataclass
+class Drift:
+    table: str
+    key: str
+    problem: str  # missing | extra | differs
+    columns: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ProjectionCheck:
+    projection: str
+    position: int
+    rows_compared: int = 0
+    drift: list[Drift] = field(default_factory=list)
+    drift_count: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.drift_count == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "projection": self.projection,
+            "ok": self.ok,
+            "position": self.position,
+            "rows_compared": self.rows_compared,
+            "drift_count": self.drift_count,
+            "drift": [vars(d) for d in self.drift],
+        }
+
+
+def verify_queue(
+    app: TicketingApplication, live: Path, progress: Callable[[int], None] | None = None
+) -> ProjectionCheck:
+    reader = sqlite3.connect(f"file:{live}?mode=ro", uri=True)
+    try:
+        position = _position(reader.execute("SELECT stream_sequence FROM projection_position"))
+        with tempfile.TemporaryDirectory() as scratch:
+            rebuilt_path = Path(scratch) / "queue.sqlite"
+            rebuild_queue(app, rebuilt_path, upto_sequence=position, progress=progress)
+            rebuilt = sqlite3.connect(rebuilt_path)
+            try:
+                return _compare("queue", position, QUEUE_TABLES, reader, rebuilt)
+            finally:
+                rebuilt.close()
+    finally:
+        reader.close()
+
+
+def verify_analytics(
+    app: TicketingApplication, snapshot: Path, progress: Callable[[int], None] | None = None
+) -> ProjectionCheck:
+    with duckdb.connect(str(snapshot), read_only=True) as reader:
+        position = _position(reader.execute("SELECT stream_sequence FROM projection_position"))
+        with tempfile.TemporaryDirectory() as scratch:
+            rebuilt_path = Path(scratch) / "analytics.duckdb"
+            rebuild_analytics(app, rebuilt_path, upto_sequence=position, progress=progress)
+            with duckdb.connect(str(rebuilt_path), read_only=True) as rebuilt:
+                return _compare("analytics", position, ANALYTICS_TABLES, reader, rebuilt)
+
+
+def _position(cursor: Any) -> int:
+    row = cursor.fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _compare(
+    name: str, position: int, tables: dict[str, str], live: Any, rebuilt: Any
+) -> ProjectionCheck:
+    check = ProjectionCheck(name, position)
+    for table, key in tables.items():
+        live_rows = _rows(live, table, key)
+        rebuilt_rows = _rows(rebuilt, table, key)
+        check.rows_compared += len(rebuilt_rows)
+        for row_key in sorted(live_rows.keys() | rebuilt_rows.keys()):
+            drift = _diff(table, row_key, live_rows.get(row_key), rebuilt_rows.get(row_key))
+            if drift is not None:
+                check.drift_count += 1
+                if len(check.drift) < MAX_REPORTED:
+                    check.drift.append(drift)
+    return check
+
+
+def _rows(connection: Any, table: str, key: str) -> dict[str, dict[str, Any]]:
+    cursor = connection.execute(f"SELECT * FROM {table}")
+    columns = [d[0] for d in cursor.description]
+    rows: Sequence[Any] = cursor.fetchall()
+    return {
+        str(row[columns.index(key)]): {
+            c: v for c, v in zip(columns, row, strict=True) if c not in WALL_CLOCK_COLUMNS
+        }
+        for row in rows
+    }
+
+
+def _diff(
+    table: str, key: str, live: dict[str, Any] | None, rebuilt: dict[str, Any] | None
+) -> Drift | None:
+    if live is None:
+        return Drift(table, key, "missing", {})
+    if rebuilt is None:
+        return Drift(table, key, "extra", {})
+    changed = {
+        column: {"live": _show(live[column]), "rebuilt": _show(rebuilt.get(column))}
+        for column in live
+        if live[column] != rebuilt.get(column)
+    }
+    return Drift(table, key, "differs", changed) if changed else None
+
+
+def _show(value: Any) -> Any:
+    return value if isinstance(value, int | float | str | bool | type(None)) else str(value)

@@ -1,0 +1,219 @@
+"""Auditor and operator commands: history, verify, rebuild, export, checkpoint."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import click
+
+from ticketing import output
+
+
+def _context() -> Any:
+    from ticketing.cli import Context
+
+    obj = click.get_current_context().find_object(Context)
+    assert obj is not None
+    return obj
+
+
+def _fail(code: str, message: str) -> Exception:
+    from ticketing.cli import CliError
+
+    return CliError(code, message)
+
+
+def _ticket(text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise _fail("validation_error", f"ticket_id: not a ticket id: {text!r}") from None
+
+
+@click.command()
+@click.argument("ticket")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of events.")
+def history(ticket: str, as_json: bool) -> None:
+    """Every event of a ticket, oldest first, from the event store, with its chain hash."""
+    from replay.history import history as ticket_history
+
+    events = ticket_history(_context().service.app, _ticket(ticket))
+    if as_json:
+        click.echo(json.dumps(events))
+        return
+    rows = [
+        (
+            e["version"],
+            e["occurred_at"],
+            output.actor_text(e["actor"]),
+            e["type"],
+            "[redacted]" if e.get("redacted") else output.describe_change(e),
+            (e.get("event_hash") or "")[:12],
+        )
+        for e in events
+    ]
+    click.echo(output.table(rows, ["v", "occurred_at", "actor", "event", "change", "hash"]))
+
+
+@click.group()
+def verify() -> None:
+    """Prove the store and the projections right."""
+
+
+@verify.command("chain")
+@click.argument("ticket", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify_chain(ticket: str | None, as_json: bool) -> None:
+    """Check every hash chain (or one ticket's) and the signed checkpoints; name the first
+    broken link and exit non-zero."""
+    from replay.chain import verify_aggregate, verify_store
+    from replay.checkpoint import CheckpointLog
+
+    obj = _context()
+    app = obj.service.app
+    if ticket:
+        report = verify_aggregate(app, _ticket(ticket))
+        if report.events == 0:
+            raise _fail("not_found", f"ticket {ticket} not found")
+    else:
+        report = verify_store(app, CheckpointLog(obj.settings.home / "audit"))
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+    else:
+        click.echo(
+            f"{report.events} events in {report.aggregates} chains, "
+            f"{report.checkpoints_checked} signed checkpoints checked"
+        )
+    if not report.ok:
+        first = report.breaks[0]
+        raise _fail(first.code, first.message)
+    if not as_json:
+        click.echo("chain intact")
+
+
+@verify.command("projections")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify_projections(as_json: bool) -> None:
+    """Rebuild each projection from the store up to its position and compare row by row."""
+    from replay.verify import verify_analytics, verify_queue
+    from ticketing.processes import analytics_snapshot_path, queue_path
+
+    obj = _context()
+    checks = []
+    if queue_path(obj.settings).exists():
+        checks.append(verify_queue(obj.service.app, queue_path(obj.settings)))
+    if analytics_snapshot_path(obj.settings).exists():
+        checks.append(verify_analytics(obj.service.app, analytics_snapshot_path(obj.settings)))
+    if not checks:
+        raise _fail("not_ready", "no projections to verify in this data directory")
+    if as_json:
+        click.echo(json.dumps([c.as_dict() for c in checks]))
+    else:
+        for check in checks:
+            state = "ok" if check.ok else f"DRIFT in {check.drift_count} rows"
+            click.echo(
+                f"{check.projection:<10} position {check.position}  "
+                f"{check.rows_compared} rows compared  {state}"
+            )
+            for drift in check.drift:
+                click.echo(f"  {drift.table} {drift.key}: {drift.problem} {drift.columns or ''}")
+    drifting = [c.projection for c in checks if not c.ok]
+    if drifting:
+        raise _fail("drift", f"projection drift in {', '.join(drifting)}")
+
+
+@click.command()
+@click.argument("projection", type=click.Choice(["queue", "analytics"]))
+@click.option(
+    "--to",
+    "target",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write here instead of replacing the live file (stop its projector first).",
+)
+def rebuild(projection: str, target: Path | None) -> None:
+    """Rebuild a projection from the event store, with a progress bar."""
+    from replay.rebuild import published_count, rebuild_analytics, rebuild_queue
+    from ticketing.processes import analytics_path, analytics_snapshot_path, queue_path
+
+    obj = _context()
+    app = obj.service.app
+    live = queue_path(obj.settings) if projection == "queue" else analytics_path(obj.settings)
+    destination = target or live
+    build = rebuild_queue if projection == "queue" else rebuild_analytics
+    total = published_count(app)
+    with click.progressbar(length=total, label=f"rebuilding {projection}", file=sys.stderr) as bar:
+        applied = build(app, destination, progress=bar.update)
+    if projection == "analytics" and target is None:
+        from projections.analytics.store import AnalyticsStore
+
+        store = AnalyticsStore(destination)
+        try:
+            store.publish_snapshot(analytics_snapshot_path(obj.settings))
+        finally:
+            store.close()
+    click.echo(f"rebuilt {projection} from {applied} events into {destination}")
+
+
+@click.command()
+@click.option("--ticket", help="Only this ticket's events.")
+@click.option("--since", help="Events that occurred at or after this time (ISO 8601).")
+@click.option("--until", help="Events that occurred before this time (ISO 8601).")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet"]), default="jsonl")
+@click.option(
+    "--output",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write (required for parquet; jsonl defaults to stdout).",
+)
+def export(
+    ticket: str | None, since: str | None, until: str | None, fmt: str, out: Path | None
+) -> None:
+    """Export events for auditors, each with its chain hashes."""
+    from replay.export import select_events, write_jsonl, write_parquet
+    from replay.history import parse_time
+
+    if ticket and (since or until):
+        raise _fail("validation_error", "give --ticket or --since/--until, not both")
+    events = select_events(
+        _context().service.app,
+        ticket=_ticket(ticket) if ticket else None,
+        since=parse_time(since) if since else None,
+        until=parse_time(until) if until else None,
+    )
+    if fmt == "parquet":
+        if out is None:
+            raise _fail("validation_error", "--output is required for parquet")
+        count = write_parquet(events, out)
+    elif out is None:
+        write_jsonl(events, sys.stdout)
+        return
+    else:
+        with out.open("w") as handle:
+            count = write_jsonl(events, handle)
+    click.echo(f"exported {count} events to {out}", err=True)
+
+
+@click.command()
+def checkpoint() -> None:
+    """Sign the store as it is now (HMAC over a digest of every event), so deleting the newest
+    events is caught by `verify chain`. `ticketing serve` does this every minute."""
+    from replay.checkpoint import CheckpointLog, write_checkpoint
+
+    obj = _context()
+    signed = write_checkpoint(obj.service.app, CheckpointLog(obj.settings.home / "audit"))
+    if signed is None:
+        click.echo("nothing new since the last checkpoint")
+    else:
+        click.echo(
+            f"checkpoint: {signed.events} events up to notification {signed.notification_id}, "
+            f"digest {signed.digest[:16]}…"
+        )
+
+
+def register(group: click.Group) -> None:
+    for command in (history, verify, rebuild, export, checkpoint):
+        group.add_command(command)
