@@ -19,6 +19,7 @@ from ticketing.settings import Settings
 
 PROCESSES = ("command-service", "relay", "queue-projector", "analytics-projector")
 MAX_BACKOFF_S = 30.0
+CHECKPOINT_INTERVAL_S = 60.0
 
 
 @dataclass
@@ -95,9 +96,28 @@ class Supervisor:
                 self._spawn(child)
 
     def run_until(self, stopping: Callable[[], bool], interval: float = 0.5) -> None:
+        next_checkpoint = time.monotonic() + CHECKPOINT_INTERVAL_S
         while not stopping():
             self.check()
+            if time.monotonic() >= next_checkpoint:
+                self.checkpoint()
+                next_checkpoint = time.monotonic() + CHECKPOINT_INTERVAL_S
             time.sleep(interval)
+
+    def checkpoint(self) -> None:
+        """Sign the store's current state (see replay/checkpoint.py); failures are reported,
+        never fatal: the next interval tries again."""
+        from replay.checkpoint import CheckpointLog, write_checkpoint
+        from ticketing.bootstrap import build_application
+
+        try:
+            app = build_application(self.settings)
+            try:
+                write_checkpoint(app, CheckpointLog(self.settings.home / "audit"))
+            finally:
+                app.close()
+        except Exception as error:
+            self.say(f"checkpoint failed: {type(error).__name__}: {error}")
 
     def stop(self, timeout: float = 15.0) -> None:
         for child in self.children.values():
@@ -134,5 +154,6 @@ def serve(settings: Settings, say: Callable[[str], None]) -> None:
         supervisor.run_until(lambda: stop_requested)
     finally:
         supervisor.stop()
+        supervisor.checkpoint()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

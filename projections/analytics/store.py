@@ -344,6 +344,7 @@ class AnalyticsStore:
         for event in events:
             fold.add(event)
         self._insert("event_facts", EVENT_FACTS, fold.event_columns)
+        self._erase_redacted(events)
         self._upsert("ticket_facts", TICKET_FACTS, "ticket_id", fold.changed_tickets())
         self._upsert("accounts", ACCOUNTS, "account_uuid", fold.changed_accounts())
         self._con.execute(
@@ -351,6 +352,19 @@ class AnalyticsStore:
             "WHERE projection = ?",
             [events[-1].sequence, PROJECTION],
         )
+
+    def _erase_redacted(self, events: Sequence[StreamEvent]) -> None:
+        """A redacted comment's text leaves the facts too, exactly as the store erases it
+        (an empty body), so a rebuild from the store equals the live projection."""
+        for event in events:
+            if event.payload.get("type") != "CommentRedacted":
+                continue
+            self._con.execute(
+                'UPDATE event_facts SET payload = json_merge_patch(payload, \'{"body": ""}\') '
+                "WHERE aggregate_id = ? AND type = 'CommentAdded' "
+                "AND json_extract_string(payload, '$.comment_id') = ?",
+                [event.payload["aggregate_id"], event.payload["comment_id"]],
+            )
 
     def _load(
         self, table: str, columns: Sequence[Column], key: str, ids: set[str]
