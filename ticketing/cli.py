@@ -669,4 +669,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the imported module's `main`, not this `__main__` copy: click context objects must be
+    # `ticketing.cli.Context` for the command modules that look them up.
+    from ticketing.cli import main as _main
+
+    _main()

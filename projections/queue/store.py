@@ -124,6 +124,10 @@ class QueueStore:
         return int(row[0]) if row else 0
 
     def apply(self, events: Sequence[StreamEvent]) -> None:
+        position = self.position()
+        events = [e for e in events if e.sequence > position]  # replays change nothing
+        if not events:
+            return
         tickets = self._load({e.payload["aggregate_id"] for e in events})
         accounts: dict[str, dict[str, Any]] = {}
         tier_changes: list[tuple[str, str]] = []
@@ -202,7 +206,8 @@ def fold_ticket(tickets: dict[str, dict[str, Any]], payload: dict[str, Any]) -> 
     at = utc_text(payload["occurred_at"])
     kind = payload["type"]
     if kind == "TicketOpened":
-        tickets[ticket_id] = _opened_row(payload, at)
+        if ticket_id not in tickets:
+            tickets[ticket_id] = _opened_row(payload, at)
         return
     row = tickets.get(ticket_id)
     if row is None or payload["version"] <= row["version"]:
