@@ -15,7 +15,7 @@ from commands.application import TicketingApplication
 from commands.erasure import decode_state
 from projections.relay import PUBLISHED_TOPICS
 from replay.checkpoint import Checkpoint, CheckpointLog, Digest
-from ticketing.domain.chain import GENESIS_HASH, event_hash
+from ticketing.domain.chain import GENESIS_HASH, commitment, event_hash
 
 BATCH = 2000
 
@@ -95,8 +95,20 @@ class ChainVerifier:
             )
         if event_hash(event_type, key, version, state) != stored_hash:
             broken("hash_mismatch", f"{key} v{version} ({event_type}) was changed after writing")
+        elif not _text_matches_commitment(state):
+            broken("hash_mismatch", f"{key} v{version} ({event_type}): its text was changed")
         self.links[key] = _Link(version, stored_hash)
         return stored_hash
+
+
+def _text_matches_commitment(state: dict[str, Any]) -> bool:
+    """A comment's text is outside the hash (so it can be erased); while it is there, it must
+    still match the hashed commitment."""
+    if "body_commitment" not in state or not (state.get("body") or state.get("body_salt")):
+        return True
+    return commitment(str(state.get("body_salt", "")), str(state.get("body", ""))) == str(
+        state["body_commitment"]
+    )
 
 
 def verify_aggregate(app: TicketingApplication, aggregate_id: UUID) -> ChainReport:

@@ -21,7 +21,7 @@ ANALYTICS_TABLES = {
     "accounts": "account_uuid",
     "event_facts": "stream_sequence",
 }
-WALL_CLOCK_COLUMNS = {"updated_at"}  # when a row was written, not what it says
+WALL_CLOCK_COLUMNS: frozenset[str] = frozenset()  # every compared column is event-derived
 MAX_REPORTED = 50
 
 

@@ -3,10 +3,11 @@ per aggregate, over one documented canonical serialization.
 
 Canonical form of an event (UTF-8 JSON, keys sorted, no spaces, non-ASCII kept):
 `{"aggregate_id": "<uuid>", "state": {...}, "type": "<EventClass>", "version": <n>}` where
-`state` holds every stored field except `event_hash`, `originator_topic` and `class_version`,
-and except the redactable fields (`CommentAdded.body` and `body_salt`, whose salted SHA-256
-commitment `body_commitment` is hashed instead, so a comment's text can be erased for a privacy
-request and the chain still verifies). Times are ISO 8601 as stored; UUIDs lower-case text.
+`state` holds every stored field (`class_version` included, as stored, when above 1) except
+`event_hash` and `originator_topic`, and except the redactable fields (`CommentAdded.body` and
+`body_salt`, whose salted SHA-256 commitment `body_commitment` is hashed instead, so a
+comment's text can be erased for a privacy request and the chain still verifies). Times are
+ISO 8601 as stored; UUIDs lower-case text.
 `event_hash = sha256(canonical).hexdigest()`; the first event's `previous_hash` is 64 zeros.
 
 Each event's hash is computed once, when it is created, and stored with it: upcasting an old
@@ -25,7 +26,7 @@ from typing import Any
 from uuid import UUID
 
 GENESIS_HASH = "0" * 64
-NOT_HASHED = frozenset({"event_hash", "originator_topic", "class_version"})
+NOT_HASHED = frozenset({"event_hash", "originator_topic"})
 REDACTABLE: Mapping[str, frozenset[str]] = {"CommentAdded": frozenset({"body", "body_salt"})}
 
 
@@ -57,7 +58,11 @@ def chained(
         "timestamp": event_class.create_timestamp(),
         "previous_hash": previous_hash,
     }
-    content["event_hash"] = event_hash(event_class.__name__, str(aggregate_id), version, content)
+    hashed = dict(content)
+    class_version = getattr(event_class, "class_version", 1)
+    if class_version > 1:
+        hashed["class_version"] = class_version  # stored beside the fields by the mapper
+    content["event_hash"] = event_hash(event_class.__name__, str(aggregate_id), version, hashed)
     return content
 
 

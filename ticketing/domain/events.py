@@ -123,7 +123,7 @@ class TicketRated(TicketEvent):
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
-        state["survey"] = "csat"
+        state.setdefault("survey", "csat")
 
 
 class TicketTagged(TicketEvent):
