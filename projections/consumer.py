@@ -9,6 +9,7 @@ consumer is recreated to start right after the position."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -88,21 +89,43 @@ class Projector:
             try:
                 if self._subscription is None:
                     await self._bind()
-                await self.step()
+                await self._consume()
             except (nats.errors.Error, OSError) as error:
-                if isinstance(error, nats.errors.TimeoutError):
-                    continue
                 self.stats.last_error = f"{type(error).__name__}: {error}"
                 log.warning("%s: %s; retrying", self.durable, self.stats.last_error)
                 self._subscription = None
                 await self._pause(0.5)
 
-    async def step(self) -> int:
-        """Fetch one batch, apply what is new, ack. Returns how many events were applied."""
+    async def _consume(self) -> None:
+        """Pipelined: the next batch is fetched while the current one commits (the store
+        releases the GIL in SQLite and DuckDB), then acked once committed."""
+        subscription = self._subscription
+        next_fetch = asyncio.create_task(self._fetch(subscription))
         try:
-            messages = await self._subscription.fetch(self.batch_size, timeout=self.fetch_timeout)
-        except nats.errors.TimeoutError:
-            return 0
+            while not self._stopping.is_set() and self._subscription is subscription:
+                messages = await next_fetch
+                next_fetch = asyncio.create_task(self._fetch(subscription))
+                await self.process(messages)
+        finally:
+            next_fetch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, nats.errors.Error, OSError):
+                await next_fetch
+
+    async def step(self) -> int:
+        """Fetch one batch, apply what is new, ack (unpipelined; for tools and tests)."""
+        return await self.process(await self._fetch(self._subscription))
+
+    async def _fetch(self, subscription: Any) -> list[Msg]:
+        try:
+            messages: list[Msg] = await subscription.fetch(
+                self.batch_size, timeout=self.fetch_timeout
+            )
+        except TimeoutError:  # idle: nats-py raises its own TimeoutError or asyncio's
+            return []
+        return messages
+
+    async def process(self, messages: Sequence[Msg]) -> int:
+        """Apply what is new in one batch and ack it. Returns how many events were applied."""
         if not messages:
             return 0
         events = _decode(messages)

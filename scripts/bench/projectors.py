@@ -642,8 +642,8 @@ class TimedProjector(Projector):
 
         subscription.fetch = timed_fetch
 
-    async def step(self) -> int:
-        applied = await super().step()
+    async def process(self, messages: Sequence[Msg]) -> int:
+        applied = await super().process(messages)
         if self.stats.position >= self.target and not self.done.is_set():
             self.finished_at = time.perf_counter()
             self.at_done = dict(self.clock.seconds)
