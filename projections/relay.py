@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import nats.errors
 import nats.js.errors
@@ -25,7 +24,8 @@ from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 
 from commands.application import TicketingApplication
-from ticketing.domain.events import PUBLISHED_EVENT_TYPES, TicketEvent, TicketOpened, event_payload
+from projections.payloads import stored_payload
+from ticketing.domain.events import PUBLISHED_EVENT_TYPES, TicketEvent, TicketOpened
 from ticketing.nats_roles import STREAM
 
 log = logging.getLogger(__name__)
@@ -164,8 +164,13 @@ class Relay:
         self.stats.batches += 1
 
     def message_for(self, notification: Notification) -> tuple[str, bytes, dict[str, str]]:
-        event = self.app.mapper.to_domain_event(notification)
-        payload: dict[str, Any] = event_payload(event)
+        payload = stored_payload(
+            self.app,
+            notification.topic,
+            notification.originator_id,
+            notification.originator_version,
+            notification.state,
+        )
         payload["notification_id"] = notification.id
         subject = subject_for(notification.topic, payload["aggregate_id"])
         headers = {

@@ -62,24 +62,52 @@ def ticket_as_of(
     at: datetime | None = None,
     version: int | None = None,
 ) -> Ticket:
-    """The ticket exactly as it was at `at` (by when things happened) or at `version`."""
-    events = ticket_events(app, ticket_id)
+    """The ticket exactly as it was at `at` (by when things happened) or at `version`.
+
+    Only the needed prefix of events is read and decoded: a version bounds it directly, and a
+    time is turned into a version by bisection over single-event reads (times never go
+    backwards within a ticket, so `occurred_at` is sorted by version)."""
+    first = _event_at(app, ticket_id, 1)
+    if first is None or not isinstance(first, TicketOpened):
+        raise NotFoundError(f"ticket {ticket_id} not found", field="ticket_id")
+    last_version = _last_version(app, ticket_id)
     if version is not None:
-        if not 1 <= version <= len(events):
+        if not 1 <= version <= last_version:
             raise VersionOutOfRangeError(
-                f"ticket {ticket_id} has versions 1 to {len(events)}, not {version}",
+                f"ticket {ticket_id} has versions 1 to {last_version}, not {version}",
                 field="version",
-                last_version=len(events),
+                last_version=last_version,
             )
-        return fold(events[:version])
+        return fold(list(app.events.get(ticket_id, lte=version)))
     if at is not None:
-        if at < events[0].occurred_at:
+        if at < first.occurred_at:
             raise BeforeTicketExistedError(
-                f"ticket {ticket_id} was opened at {events[0].occurred_at.isoformat()}, "
+                f"ticket {ticket_id} was opened at {first.occurred_at.isoformat()}, "
                 f"after {at.isoformat()}",
                 field="as_of",
-                opened_at=events[0].occurred_at.isoformat(),
+                opened_at=first.occurred_at.isoformat(),
             )
-        # Times never go backwards within a ticket, so the events up to `at` are a prefix.
-        return fold([e for e in events if e.occurred_at <= at])
-    return fold(events)
+        return fold(list(app.events.get(ticket_id, lte=_last_version_at(app, ticket_id, at))))
+    return fold(list(app.events.get(ticket_id)))
+
+
+def _event_at(app: TicketingApplication, ticket_id: UUID, version: int) -> Any:
+    events = list(app.events.get(ticket_id, gt=version - 1, lte=version))
+    return events[0] if events else None
+
+
+def _last_version(app: TicketingApplication, ticket_id: UUID) -> int:
+    last = list(app.events.get(ticket_id, desc=True, limit=1))
+    return int(last[0].originator_version) if last else 0
+
+
+def _last_version_at(app: TicketingApplication, ticket_id: UUID, at: datetime) -> int:
+    """The highest version whose `occurred_at` is at or before `at` (version 1 qualifies)."""
+    low, high = 1, _last_version(app, ticket_id)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _event_at(app, ticket_id, middle).occurred_at <= at:
+            low = middle
+        else:
+            high = middle - 1
+    return low

@@ -11,10 +11,10 @@ from typing import Any
 
 from commands.application import TicketingApplication
 from projections.consumer import StreamEvent
+from projections.payloads import stored_payload
 from projections.relay import PUBLISHED_TOPICS
-from ticketing.domain.events import event_payload
 
-BATCH = 5000
+BATCH = 20_000  # large batches: fewer transactions in the stores
 
 
 def stream_batches(
@@ -31,7 +31,13 @@ def stream_batches(
         events = []
         for notification in notifications:
             sequence += 1
-            payload: dict[str, Any] = event_payload(app.mapper.to_domain_event(notification))
+            payload: dict[str, Any] = stored_payload(
+                app,
+                notification.topic,
+                notification.originator_id,
+                notification.originator_version,
+                notification.state,
+            )
             payload["notification_id"] = notification.id
             events.append(StreamEvent(sequence, payload))
         position = notifications[-1].id
