@@ -32,11 +32,13 @@ types: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
+BENCHES := commands pipeline projectors replay
+
 bench: $(STAMP)
-	$(BIN)/python scripts/bench/commands.py
+	for b in $(BENCHES); do $(BIN)/python scripts/bench/$$b.py || exit 1; done
 
 bench-smoke: $(STAMP)
-	$(BIN)/python scripts/bench/commands.py --smoke
+	for b in $(BENCHES); do $(BIN)/python scripts/bench/$$b.py --smoke > /dev/null || exit 1; done
 
 clean:
 	rm -rf $(VENV) .ticketing .pytest_cache .mypy_cache .ruff_cache
