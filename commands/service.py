@@ -138,13 +138,7 @@ class CommandService:
             raise errors.NotFoundError(
                 f"ticket {ticket_id} not found", field="ticket_id", ticket_id=str(ticket_id)
             )
-        if expected_version is not None and ticket.version != expected_version:
-            raise errors.VersionConflictError(
-                f"ticket {ticket_id} is at version {ticket.version}, not {expected_version}",
-                field="expected_version",
-                expected_version=expected_version,
-                actual_version=ticket.version,
-            )
+        _check_version(f"ticket {ticket_id}", ticket.version, expected_version)
         return ticket
 
     def load_account(self, account_id: str, expected_version: int | None = None) -> Account:
@@ -156,13 +150,7 @@ class CommandService:
             raise errors.NotFoundError(
                 f"account {account_id!r} not found", field="account_id", account_id=account_id
             )
-        if expected_version is not None and account.version != expected_version:
-            raise errors.VersionConflictError(
-                f"account {account_id!r} is at version {account.version}, not {expected_version}",
-                field="expected_version",
-                expected_version=expected_version,
-                actual_version=account.version,
-            )
+        _check_version(f"account {account_id!r}", account.version, expected_version)
         return account
 
     def account_exists(self, account_id: str) -> bool:
@@ -281,6 +269,16 @@ class CommandService:
             )
         return Reply(
             ok=True, account_id=aggregate.account_id, version=aggregate.version, events=payloads
+        )
+
+
+def _check_version(what: str, actual: int, expected: int | None) -> None:
+    if expected is not None and actual != expected:
+        raise errors.VersionConflictError(
+            f"{what} is at version {actual}, not {expected}",
+            field="expected_version",
+            expected_version=expected,
+            actual_version=actual,
         )
 
 

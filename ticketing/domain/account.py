@@ -6,11 +6,10 @@ from datetime import datetime
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from eventsourcing.domain import Aggregate
-
 from ticketing.domain.chain import GENESIS_HASH, chained
 from ticketing.domain.clock import as_utc, utc_now
 from ticketing.domain.events import AccountRegistered, AccountRenamed, AccountTierChanged
+from ticketing.domain.recording import ChainedAggregate
 from ticketing.domain.values import Actor, SlaTier
 
 _ACCOUNT_NAMESPACE = uuid5(NAMESPACE_URL, "ticketing:account")
@@ -21,7 +20,7 @@ def account_uuid(account_id: str) -> UUID:
     return uuid5(_ACCOUNT_NAMESPACE, account_id)
 
 
-class Account(Aggregate):
+class Account(ChainedAggregate):
     """A customer organisation; its tier decides the SLA its tickets are held to."""
 
     def __init__(self) -> None:
@@ -78,20 +77,6 @@ class Account(Aggregate):
         if name == self.name:
             return
         self._record(AccountRenamed, actor, at, command_id, name=name, previous_name=self.name)
-
-    def _record(
-        self, event_class: Any, actor: Actor, at: datetime | None, command_id: str, **fields: Any
-    ) -> None:
-        content = {
-            "actor": actor.as_dict(),
-            "occurred_at": self._moment(at),
-            "command_id": command_id,
-            **fields,
-        }
-        self.trigger_event(
-            event_class,
-            **chained(event_class, self.id, self.version + 1, self.chain_head, content),
-        )
 
     def evolve(self, event: Any) -> None:
         match event:

@@ -7,8 +7,6 @@ from datetime import datetime
 from typing import Any, Final
 from uuid import UUID, uuid4
 
-from eventsourcing.domain import Aggregate
-
 from ticketing.domain import errors
 from ticketing.domain.chain import GENESIS_HASH, chained, commitment, new_salt
 from ticketing.domain.clock import as_utc, utc_now
@@ -27,6 +25,7 @@ from ticketing.domain.events import (
     TicketTagged,
     TicketUntagged,
 )
+from ticketing.domain.recording import ChainedAggregate
 from ticketing.domain.status_rules import RATEABLE, can_move
 from ticketing.domain.values import (
     TAG_PATTERN,
@@ -49,7 +48,7 @@ class _Keep:
 KEEP: Final = _Keep()
 
 
-class Ticket(Aggregate):
+class Ticket(ChainedAggregate):
     """A customer problem tracked from opening to closure; closed tickets stay replayable."""
 
     def __init__(self) -> None:
@@ -476,25 +475,6 @@ class Ticket(Aggregate):
                 latest=self.last_occurred_at.isoformat(),
             )
         return moment
-
-    def _record(
-        self,
-        event_class: Any,
-        actor: Actor,
-        at: datetime | None,
-        command_id: str,
-        **fields: Any,
-    ) -> None:
-        content = {
-            "actor": actor.as_dict(),
-            "occurred_at": self._moment(at),
-            "command_id": command_id,
-            **fields,
-        }
-        self.trigger_event(
-            event_class,
-            **chained(event_class, self.id, self.version + 1, self.chain_head, content),
-        )
 
     def _record_status(
         self,
