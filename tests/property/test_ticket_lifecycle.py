@@ -1,8 +1,10 @@
 """Random command sequences against the Ticket aggregate and an independent model of its rules.
 
-The model is a few dicts and sets written from DESIGN.md's "Ticket model" section; it never calls
-the aggregate. For every command it predicts either the refusal code or the events appended, and
-after every step the aggregate must agree with it, count its events and replay to itself.
+The model is a dataclass of plain values written from DESIGN.md's "Ticket model" section (plus the
+documented refusals: closed is read-only, times never go backwards, customers write no internal
+notes); it never calls the aggregate. For every command it predicts either the refusal code or the
+events appended; after every step each ticket must agree with its model, count its events and
+replay to itself.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from hypothesis import event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
 
 from tests.builders import AGENT, AUTOMATION, CUSTOMER, OTHER_AGENT, T0, replayed
 from ticketing.domain.errors import TicketingError
@@ -61,7 +63,8 @@ class Model:
     resolution: str | None = None
     rating: tuple[int, str | None] | None = None
     reopen_count: int = 0
-    comments: list[tuple[str, str]] = field(default_factory=list)
+    comments: list[tuple[str | None, str]] = field(default_factory=list)
+    """(body, visibility) of each comment in order; a redacted comment's body is None."""
 
     def _refuse_if_closed(self) -> None:
         if self.status == "closed":
@@ -133,6 +136,17 @@ class Model:
         ):
             events.append(self._move("open"))
         return events
+
+    def redact(self, number: int, when: datetime) -> list[str]:
+        """Privacy outranks read-only: a closed ticket's comments can be redacted too."""
+        if not 1 <= number <= len(self.comments):
+            raise Refused("not_found")
+        body, visibility = self.comments[number - 1]
+        if body is None:
+            return []
+        self._stamp(when)
+        self.comments[number - 1] = (None, visibility)
+        return ["CommentRedacted"]
 
     def change_status(self, target: str, reason: str | None, when: datetime) -> list[str]:
         if target == self.status:
@@ -216,30 +230,65 @@ tag_lists = st.lists(st.sampled_from(VALID_TAGS), max_size=3) | st.lists(
     st.sampled_from(VALID_TAGS + INVALID_TAGS), min_size=1, max_size=3
 )
 reasons = st.sampled_from([None, "fixed", "workaround"])
+priorities = st.sampled_from(list(Priority))
+categories = st.sampled_from([None, "incident", "usage"])
+opening_tags = st.lists(st.sampled_from(VALID_TAGS), max_size=2)
+# Half the tickets start new; the others move on at once, so short runs reach every status.
+head_starts = st.sampled_from([None, None, None, None, *sorted(MOVES["new"])])
 
 
-class TicketMachine(RuleBasedStateMachine):
-    """Drives one ticket through random commands, checking it against the model at each step."""
+@dataclass
+class Tracked:
+    """One ticket under test, its model, and every event it has produced so far."""
 
     ticket: Ticket
     model: Model
+    events: list[Any]
+
+    def when(self, delta: int) -> datetime:
+        return self.model.last_at + timedelta(minutes=delta)
+
+
+class TicketMachine(RuleBasedStateMachine):
+    """Opens tickets and sends them random commands, checking each against its model."""
+
+    tickets: Bundle[Tracked] = Bundle("tickets")
 
     def __init__(self) -> None:
         super().__init__()
-        self.events: list[Any] = []
+        self.tracked: list[Tracked] = []
+        self.last_touched: Tracked | None = None
         self.commands = 0
 
     @initialize(
-        priority=st.sampled_from(list(Priority)),
-        category=st.sampled_from([None, "incident", "usage"]),
-        tags=st.lists(st.sampled_from(VALID_TAGS), max_size=2),
-        head_start=st.sampled_from([None, *MOVES["new"]]),
+        target=tickets,
+        priority=priorities,
+        category=categories,
+        tags=opening_tags,
+        head_start=head_starts,
     )
     def open_ticket(
         self, priority: Priority, category: str | None, tags: list[str], head_start: str | None
-    ) -> None:
-        """Open a ticket, and for short runs' sake often move it straight to another status."""
-        self.ticket = Ticket.open(
+    ) -> Tracked:
+        return self.open(priority, category, tags, head_start)
+
+    @rule(
+        target=tickets,
+        priority=priorities,
+        category=categories,
+        tags=opening_tags,
+        head_start=head_starts,
+    )
+    def open_another_ticket(
+        self, priority: Priority, category: str | None, tags: list[str], head_start: str | None
+    ) -> Tracked:
+        return self.open(priority, category, tags, head_start)
+
+    def open(
+        self, priority: Priority, category: str | None, tags: list[str], head_start: str | None
+    ) -> Tracked:
+        """Open a ticket and its model side by side, then give it its head start (if any)."""
+        ticket = Ticket.open(
             account_id="acme",
             account_tier="business",
             requester="bob@acme.example",
@@ -251,15 +300,19 @@ class TicketMachine(RuleBasedStateMachine):
             at=T0,
             command_id="open",
         )
-        self.model = Model(last_at=T0, priority=str(priority), category=category, tags=set(tags))
-        self.events.extend(self.ticket.collect_events())
+        model = Model(last_at=T0, priority=str(priority), category=category, tags=set(tags))
+        tracked = Tracked(ticket, model, list(ticket.collect_events()))
+        self.tracked.append(tracked)
+        self.last_touched = tracked
         if head_start is not None:
-            self.change_status(Status(head_start), None, AGENT, 1)
+            self.change_status(tracked, Status(head_start), None, AGENT, 1)
+        return tracked
 
     # --- the comparison at the heart of every rule ---------------------------------------
 
     def run(
         self,
+        tracked: Tracked,
         predict: Callable[[Model], list[str]],
         command: Callable[[Ticket, str], None],
         actor: Actor,
@@ -267,8 +320,10 @@ class TicketMachine(RuleBasedStateMachine):
     ) -> None:
         """Predict the outcome with a copy of the model, run the command, compare."""
         self.commands += 1
+        self.last_touched = tracked
         command_id = f"cmd-{self.commands}"
-        expected_model = copy.deepcopy(self.model)
+        ticket = tracked.ticket
+        expected_model = copy.deepcopy(tracked.model)
         expected_code: str | None = None
         expected_events: list[str] = []
         try:
@@ -276,39 +331,37 @@ class TicketMachine(RuleBasedStateMachine):
         except Refused as refusal:
             expected_code = refusal.code
         event(expected_code or ("no-op" if not expected_events else "accepted"))
-        event(f"status {self.model.status}")
-        version = self.ticket.version
+        event(f"command on a {tracked.model.status} ticket")
+        version = ticket.version
 
         try:
-            command(self.ticket, command_id)
+            command(ticket, command_id)
         except TicketingError as error:
             assert error.code == expected_code, f"refused with {error.code}, model expected " + (
                 f"{expected_code}" if expected_code else f"success with {expected_events}"
             )
-            assert self.ticket.collect_events() == []
-            assert self.ticket.version == version
+            assert ticket.collect_events() == []
+            assert ticket.version == version
             return
         assert expected_code is None, f"accepted, but the model expected {expected_code}"
 
-        events = list(self.ticket.collect_events())
+        events: list[Any] = list(ticket.collect_events())
         assert [type(e).__name__ for e in events] == expected_events
-        assert self.ticket.version == version + len(events)
+        assert ticket.version == version + len(events)
         for recorded in events:
             assert recorded.actor == actor.as_dict()
             assert recorded.occurred_at == when
             assert recorded.command_id == command_id
-        self.events.extend(events)
-        self.model = expected_model
-
-    def when(self, delta: int) -> datetime:
-        return self.model.last_at + timedelta(minutes=delta)
+        tracked.events.extend(events)
+        tracked.model = expected_model
 
     # --- rules ----------------------------------------------------------------------------
 
-    @rule(team=teams, agent=agents, actor=actors, delta=deltas)
-    def assign(self, team: Any, agent: Any, actor: Actor, delta: int) -> None:
-        when = self.when(delta)
+    @rule(tracked=tickets, team=teams, agent=agents, actor=actors, delta=deltas)
+    def assign(self, tracked: Tracked, team: Any, agent: Any, actor: Actor, delta: int) -> None:
+        when = tracked.when(delta)
         self.run(
+            tracked,
             lambda m: m.assign(team, agent, when),
             lambda t, cid: t.assign(team=team, agent=agent, actor=actor, at=when, command_id=cid),
             actor,
@@ -316,14 +369,18 @@ class TicketMachine(RuleBasedStateMachine):
         )
 
     @rule(
-        body=st.sampled_from(["thanks", "still broken", "", "  \n"]),
+        tracked=tickets,
+        body=st.sampled_from(["thanks", "still broken", "ok", "", "  \n"]),
         visibility=st.sampled_from(list(Visibility)),
         actor=actors,
         delta=deltas,
     )
-    def comment(self, body: str, visibility: Visibility, actor: Actor, delta: int) -> None:
-        when = self.when(delta)
+    def comment(
+        self, tracked: Tracked, body: str, visibility: Visibility, actor: Actor, delta: int
+    ) -> None:
+        when = tracked.when(delta)
         self.run(
+            tracked,
             lambda m: m.comment(body, str(visibility), str(actor.kind), when),
             lambda t, cid: t.add_comment(
                 body, visibility=visibility, actor=actor, at=when, command_id=cid
@@ -332,10 +389,37 @@ class TicketMachine(RuleBasedStateMachine):
             when,
         )
 
-    @rule(status=st.sampled_from(list(Status)), reason=reasons, actor=actors, delta=deltas)
-    def change_status(self, status: Status, reason: str | None, actor: Actor, delta: int) -> None:
-        when = self.when(delta)
+    @rule(
+        tracked=tickets,
+        number=st.integers(min_value=1, max_value=4),
+        actor=actors,
+        delta=deltas,
+    )
+    def redact_comment(self, tracked: Tracked, number: int, actor: Actor, delta: int) -> None:
+        when = tracked.when(delta)
         self.run(
+            tracked,
+            lambda m: m.redact(number, when),
+            lambda t, cid: t.redact_comment(
+                f"c{number}", reason="privacy request", actor=actor, at=when, command_id=cid
+            ),
+            actor,
+            when,
+        )
+
+    @rule(
+        tracked=tickets,
+        status=st.sampled_from(list(Status)),
+        reason=reasons,
+        actor=actors,
+        delta=deltas,
+    )
+    def change_status(
+        self, tracked: Tracked, status: Status, reason: str | None, actor: Actor, delta: int
+    ) -> None:
+        when = tracked.when(delta)
+        self.run(
+            tracked,
             lambda m: m.change_status(str(status), reason, when),
             lambda t, cid: t.change_status(
                 status, reason=reason, actor=actor, at=when, command_id=cid
@@ -344,38 +428,48 @@ class TicketMachine(RuleBasedStateMachine):
             when,
         )
 
-    @rule(data=st.data(), reason=reasons, actor=actors, delta=deltas)
-    def move_along(self, data: st.DataObject, reason: str | None, actor: Actor, delta: int) -> None:
+    @rule(tracked=tickets, data=st.data(), reason=reasons, actor=actors, delta=deltas)
+    def move_along(
+        self,
+        tracked: Tracked,
+        data: st.DataObject,
+        reason: str | None,
+        actor: Actor,
+        delta: int,
+    ) -> None:
         """A status change the model allows, so that random runs reach every status."""
         # Closing is left to the other rules: a closed ticket refuses everything after it.
-        moves = sorted(MOVES[self.model.status] - {"closed"}) or ["closed"]
+        moves = sorted(MOVES[tracked.model.status] - {"closed"}) or ["closed"]
         status = data.draw(st.sampled_from(moves), label="status")
-        self.change_status(Status(status), reason, actor, delta)
+        self.change_status(tracked, Status(status), reason, actor, delta)
 
-    @rule(resolution=reasons, actor=actors, delta=deltas)
-    def resolve(self, resolution: str | None, actor: Actor, delta: int) -> None:
-        when = self.when(delta)
+    @rule(tracked=tickets, resolution=reasons, actor=actors, delta=deltas)
+    def resolve(self, tracked: Tracked, resolution: str | None, actor: Actor, delta: int) -> None:
+        when = tracked.when(delta)
         self.run(
+            tracked,
             lambda m: m.resolve(resolution, when),
             lambda t, cid: t.resolve(resolution=resolution, actor=actor, at=when, command_id=cid),
             actor,
             when,
         )
 
-    @rule(actor=actors, delta=deltas)
-    def reopen(self, actor: Actor, delta: int) -> None:
-        when = self.when(delta)
+    @rule(tracked=tickets, actor=actors, delta=deltas)
+    def reopen(self, tracked: Tracked, actor: Actor, delta: int) -> None:
+        when = tracked.when(delta)
         self.run(
+            tracked,
             lambda m: m.reopen(when),
             lambda t, cid: t.reopen(actor=actor, at=when, command_id=cid),
             actor,
             when,
         )
 
-    @rule(actor=actors, delta=deltas)
-    def close(self, actor: Actor, delta: int) -> None:
-        when = self.when(delta)
+    @rule(tracked=tickets, actor=actors, delta=deltas)
+    def close(self, tracked: Tracked, actor: Actor, delta: int) -> None:
+        when = tracked.when(delta)
         self.run(
+            tracked,
             lambda m: m.close(when),
             lambda t, cid: t.close(actor=actor, at=when, command_id=cid),
             actor,
@@ -383,53 +477,59 @@ class TicketMachine(RuleBasedStateMachine):
         )
 
     @rule(
+        tracked=tickets,
         score=st.integers(min_value=-1, max_value=7),
         comment=st.sampled_from([None, "great", "slow"]),
         delta=deltas,
     )
-    def rate(self, score: int, comment: str | None, delta: int) -> None:
-        when = self.when(delta)
+    def rate(self, tracked: Tracked, score: int, comment: str | None, delta: int) -> None:
+        when = tracked.when(delta)
         self.run(
+            tracked,
             lambda m: m.rate(score, comment, when),
             lambda t, cid: t.rate(score, comment=comment, actor=CUSTOMER, at=when, command_id=cid),
             CUSTOMER,
             when,
         )
 
-    @rule(tags=tag_lists, actor=actors, delta=deltas)
-    def tag(self, tags: list[str], actor: Actor, delta: int) -> None:
-        when = self.when(delta)
+    @rule(tracked=tickets, tags=tag_lists, actor=actors, delta=deltas)
+    def tag(self, tracked: Tracked, tags: list[str], actor: Actor, delta: int) -> None:
+        when = tracked.when(delta)
         self.run(
+            tracked,
             lambda m: m.tag(tags, when),
             lambda t, cid: t.tag(tags, actor=actor, at=when, command_id=cid),
             actor,
             when,
         )
 
-    @rule(tags=tag_lists, actor=actors, delta=deltas)
-    def untag(self, tags: list[str], actor: Actor, delta: int) -> None:
-        when = self.when(delta)
+    @rule(tracked=tickets, tags=tag_lists, actor=actors, delta=deltas)
+    def untag(self, tracked: Tracked, tags: list[str], actor: Actor, delta: int) -> None:
+        when = tracked.when(delta)
         self.run(
+            tracked,
             lambda m: m.untag(tags, when),
             lambda t, cid: t.untag(tags, actor=actor, at=when, command_id=cid),
             actor,
             when,
         )
 
-    @rule(category=st.sampled_from(["incident", "usage", "account"]), delta=deltas)
-    def categorize(self, category: str, delta: int) -> None:
-        when = self.when(delta)
+    @rule(tracked=tickets, category=st.sampled_from(["incident", "usage", "account"]), delta=deltas)
+    def categorize(self, tracked: Tracked, category: str, delta: int) -> None:
+        when = tracked.when(delta)
         self.run(
+            tracked,
             lambda m: m.categorize(category, when),
             lambda t, cid: t.categorize(category, actor=AGENT, at=when, command_id=cid),
             AGENT,
             when,
         )
 
-    @rule(priority=st.sampled_from(list(Priority)), delta=deltas)
-    def prioritize(self, priority: Priority, delta: int) -> None:
-        when = self.when(delta)
+    @rule(tracked=tickets, priority=st.sampled_from(list(Priority)), delta=deltas)
+    def prioritize(self, tracked: Tracked, priority: Priority, delta: int) -> None:
+        when = tracked.when(delta)
         self.run(
+            tracked,
             lambda m: m.prioritize(str(priority), when),
             lambda t, cid: t.prioritize(priority, actor=AGENT, at=when, command_id=cid),
             AGENT,
@@ -440,34 +540,49 @@ class TicketMachine(RuleBasedStateMachine):
 
     @invariant()
     def status_is_valid_and_as_modelled(self) -> None:
-        assert isinstance(self.ticket.status, Status)
-        assert self.ticket.status == self.model.status
+        for tracked in self.tracked:
+            assert isinstance(tracked.ticket.status, Status)
+            assert tracked.ticket.status == tracked.model.status
 
     @invariant()
     def state_is_as_modelled(self) -> None:
-        state = self.ticket.as_dict()
-        model = self.model
-        assert (state["team"], state["agent"]) == (model.team, model.agent)
-        assert state["tags"] == sorted(model.tags)
-        assert (state["priority"], state["category"]) == (model.priority, model.category)
-        assert state["resolution"] == model.resolution
-        assert state["reopen_count"] == model.reopen_count
-        expected_rating = (
-            None if model.rating is None else {"score": model.rating[0], "comment": model.rating[1]}
-        )
-        assert state["rating"] == expected_rating
-        assert [(c["body"], c["visibility"]) for c in state["comments"]] == model.comments
-        assert state["updated_at"] == model.last_at.isoformat()
+        for tracked in self.tracked:
+            state, model = tracked.ticket.as_dict(), tracked.model
+            assert (state["team"], state["agent"]) == (model.team, model.agent)
+            assert state["tags"] == sorted(model.tags)
+            assert (state["priority"], state["category"]) == (model.priority, model.category)
+            assert state["resolution"] == model.resolution
+            assert state["reopen_count"] == model.reopen_count
+            rating = model.rating
+            assert state["rating"] == (
+                None if rating is None else {"score": rating[0], "comment": rating[1]}
+            )
+            assert [(c["body"], c["visibility"]) for c in state["comments"]] == model.comments
+            assert [c["redacted"] for c in state["comments"]] == [
+                body is None for body, _ in model.comments
+            ]
+            assert state["updated_at"] == model.last_at.isoformat()
 
     @invariant()
     def version_counts_every_event(self) -> None:
-        assert self.ticket.version == len(self.events)
-        assert [e.originator_version for e in self.events] == list(range(1, len(self.events) + 1))
+        for tracked in self.tracked:
+            events = tracked.events
+            assert tracked.ticket.version == len(events)
+            assert [e.originator_version for e in events] == list(range(1, len(events) + 1))
 
     @invariant()
     def replay_rebuilds_the_live_state(self) -> None:
-        assert replayed(self.events).as_dict() == self.ticket.as_dict()
+        # Only the ticket the last step touched can have changed; teardown replays them all.
+        if self.last_touched is not None:
+            tracked = self.last_touched
+            assert replayed(tracked.events).as_dict() == tracked.ticket.as_dict()
+
+    def teardown(self) -> None:
+        for tracked in self.tracked:
+            assert replayed(tracked.events).as_dict() == tracked.ticket.as_dict()
 
 
 TestTicketLifecycle = TicketMachine.TestCase
-TestTicketLifecycle.settings = settings(stateful_step_count=100)
+# Long runs reach the rarer paths (a customer reply on a solved ticket, a team-only routing of a
+# new one) within the profile's example budget; about 5 s under the "dev" profile.
+TestTicketLifecycle.settings = settings(stateful_step_count=200)
