@@ -32,7 +32,7 @@ types: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
-BENCHES := commands pipeline projectors replay
+BENCHES := commands pipeline projectors replay import
 
 bench: $(STAMP)
 	for b in $(BENCHES); do $(BIN)/python scripts/bench/$$b.py || exit 1; done

@@ -421,14 +421,41 @@ def log(obj: Context, ticket: str, as_json: bool) -> None:
 @cli.command()
 @click.option("--tickets", type=int, default=80, show_default=True, help="Tickets in the day.")
 @click.option("--seed", type=int, default=7, show_default=True, help="Seed of the simulated day.")
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Replay this real event log (CSV, gzip CSV or XES) instead of the simulated day.",
+)
+@click.option(
+    "--mapping",
+    "mapping_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The mapping file (TOML) of --log, e.g. mappings/uci498_servicenow.toml.",
+)
 @pass_context
-def demo(obj: Context, tickets: int, seed: int) -> None:
-    """Run the whole stack in a fresh data directory, drive a seeded day of support through
-    the NATS command API, show the queue and the KPIs, then stop everything."""
+def demo(
+    obj: Context, tickets: int, seed: int, log_path: Path | None, mapping_path: Path | None
+) -> None:
+    """Run the whole stack in a fresh data directory, drive a seeded day of support (or a
+    real log with --log/--mapping) through the NATS command API, show the queue and the
+    KPIs, then stop everything."""
     import tempfile
 
     from ticketing.demo import run_demo
+    from ticketing.importing.mapping import MappingError, load_mapping
+    from ticketing.importing.readers import SourceError
 
+    if (log_path is None) != (mapping_path is None):
+        raise CliError("validation_error", "--log and --mapping go together")
+    mapping = None
+    if mapping_path is not None:
+        try:
+            mapping = load_mapping(mapping_path)
+        except MappingError as error:
+            raise CliError("mapping_error", str(error), 2) from error
+    if log_path is not None and not log_path.is_file():
+        raise CliError("source_error", f"{log_path}: no such file", 2)
     settings = obj.settings
     if not obj.home_given:
         base = Path(".ticketing-demo")
@@ -438,7 +465,12 @@ def demo(obj: Context, tickets: int, seed: int) -> None:
         raise CliError(
             "validation_error", f"--home {settings.home} is not empty; the demo needs a fresh one"
         )
-    run_demo(settings, click.echo, tickets=tickets, seed=seed)
+    try:
+        run_demo(settings, click.echo, tickets=tickets, seed=seed, log=log_path, mapping=mapping)
+    except MappingError as error:
+        raise CliError("mapping_error", str(error), 2) from error
+    except SourceError as error:
+        raise CliError("source_error", str(error), 2) from error
     click.echo("")
     click.echo(f"data kept in {settings.home}; explore it with e.g.")
     click.echo(f"  ticketing --home {settings.home} queue --status solved")
@@ -627,10 +659,11 @@ def run_command_service() -> None:
 
 
 def _register_analyst_commands() -> None:
-    from ticketing import cli_analytics, cli_audit
+    from ticketing import cli_analytics, cli_audit, cli_import
 
     cli_analytics.register(cli)
     cli_audit.register(cli)
+    cli_import.register(cli)
 
 
 _register_analyst_commands()

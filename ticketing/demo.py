@@ -1,12 +1,14 @@
 """`ticketing demo`: the whole stack on embedded defaults, driven through the NATS command API
-by a seeded day of support; then the live queue and the KPI table, and everything stops."""
+by a seeded day of support (or, with `--log`, a real event log replayed through the importer);
+then the live queue and the KPI table, and everything stops."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from commands.client import SyncTicketingClient
 from ticketing import output
@@ -16,39 +18,83 @@ from ticketing.processes import analytics_snapshot_path, queue_path
 from ticketing.settings import Settings
 from ticketing.supervisor import Supervisor
 
+if TYPE_CHECKING:
+    from ticketing.importing.mapping import ImportMapping
+
 
 def run_demo(
-    settings: Settings, say: Callable[[str], None], *, tickets: int = 80, seed: int = 7
+    settings: Settings,
+    say: Callable[[str], None],
+    *,
+    tickets: int = 80,
+    seed: int = 7,
+    log: Path | None = None,
+    mapping: ImportMapping | None = None,
 ) -> dict[str, Any]:
+    """Start the stack, drive it, show the queue and KPIs, stop it; returns what was sent."""
     supervisor = Supervisor(settings, say)
     say(f"starting the stack in {settings.home}")
     supervisor.start()
     try:
         endpoint = resolve_endpoint(settings)
         started = time.monotonic()
-        with SyncTicketingClient(endpoint, timeout=10) as client:
-            counts = support_day(
-                lambda command: client.execute(command, retry_for=30, raise_errors=False),
-                tickets=tickets,
-                seed=seed,
+        if log is not None and mapping is not None:
+            counts = replay_log(settings, say, log, mapping)
+        else:
+            with SyncTicketingClient(endpoint, timeout=10) as client:
+                counts = support_day(
+                    lambda command: client.execute(command, retry_for=30, raise_errors=False),
+                    tickets=tickets,
+                    seed=seed,
+                )
+            elapsed = time.monotonic() - started
+            say(
+                f"sent {counts['commands']} commands over NATS in {elapsed:.1f} s: "
+                f"{counts['accounts']} accounts, {counts['tickets']} tickets, "
+                f"{counts['reopened']} reopened, {counts['rated']} rated"
             )
-        elapsed = time.monotonic() - started
-        say(
-            f"sent {counts['commands']} commands over NATS in {elapsed:.1f} s: "
-            f"{counts['accounts']} accounts, {counts['tickets']} tickets, "
-            f"{counts['reopened']} reopened, {counts['rated']} rated"
-        )
-        sequence = wait_for_projections(settings, timeout=90)
+        sequence = wait_for_projections(settings, timeout=90 if log is None else 300)
         say(f"projections caught up with stream sequence {sequence}")
         say("")
         say("The queue (unsolved, by priority):")
         say(show_queue(settings))
         say("")
-        say("KPIs of the day (minutes; calendar time):")
+        say(
+            "KPIs (minutes; calendar time):" if log else "KPIs of the day (minutes; calendar time):"
+        )
         say(show_kpis(settings))
         return counts
     finally:
         supervisor.stop()
+
+
+def replay_log(
+    settings: Settings, say: Callable[[str], None], log: Path, mapping: ImportMapping
+) -> dict[str, Any]:
+    """Import `log` through the running command service over NATS, saying how it goes."""
+    from ticketing.cli_import import summary_text
+    from ticketing.importing.runner import ImportReport, ImportRunner, ProgressFile, progress_path
+    from ticketing.importing.senders import NatsSender
+
+    say(f"replaying {log} through the NATS command API ({mapping.source.name})")
+    shown = [0.0]
+
+    def progress(report: ImportReport) -> None:
+        if time.monotonic() - shown[0] >= 2 or report.finished:
+            shown[0] = time.monotonic()
+            say(f"  {report.cases_done:,}/{report.cases:,} cases, {report.commands:,} commands")
+
+    with NatsSender(resolve_endpoint(settings)) as sender:
+        report = ImportRunner(
+            mapping,
+            log,
+            sender,
+            progress=ProgressFile(progress_path(settings.home, mapping.source.name)),
+            categories=settings.categories,
+            on_progress=progress,
+        ).run()
+    say(summary_text(report))
+    return report.as_dict()
 
 
 def wait_for_projections(settings: Settings, timeout: float) -> int:

@@ -1,0 +1,601 @@
+"""The importer on small logs written here: mapping validation, the traps of real data,
+idempotency, resuming, --strict, gzip and XES."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from commands import models as m
+from commands.replies import Reply
+from commands.service import CommandService
+from ticketing.bootstrap import build_command_service
+from ticketing.domain.events import event_payload
+from ticketing.importing.mapping import ImportMapping, MappingError, load_mapping
+from ticketing.importing.plan import case_ticket_id
+from ticketing.importing.runner import (
+    ImportFailedError,
+    ImportReport,
+    ImportRunner,
+    ProgressFile,
+    progress_path,
+)
+from ticketing.settings import Settings
+
+SNAPSHOT_MAPPING = """
+[source]
+name = "desk"
+kind = "snapshot"
+null_values = ["?", ""]
+
+[case]
+column = "number"
+
+[time]
+column = "updated"
+formats = ["%d-%m-%Y %H:%M"]
+
+[opened]
+column = "opened"
+formats = ["%d-%m-%Y %H:%M"]
+
+[actor]
+column = "updated_by"
+
+[account]
+id = "desk"
+name = "Desk export"
+
+[ticket]
+requester = "{caller|slug}@callers.invalid"
+subject = "{number}: {category}"
+
+[status]
+column = "state"
+[status.map]
+"New" = "new"
+"Active" = "open"
+"Waiting" = "pending"
+"Resolved" = "solved"
+"Closed" = "closed"
+
+[priority]
+column = "priority"
+[priority.map]
+"P1" = "urgent"
+"P2" = "normal"
+"P3" = "low"
+
+[channel]
+column = "channel"
+default = "web"
+map = { "Phone" = "phone" }
+
+[category]
+column = "category"
+default = "incident"
+tag_prefix = "category:"
+
+[team]
+column = "group"
+slug = true
+
+[agent]
+column = "agent"
+slug = true
+"""
+
+HEADER = "number,state,priority,group,agent,updated,opened,channel,category,updated_by,caller"
+
+# Every trap of real exports, in a few rows: a duplicated row, '?' as null, a tie in time, a
+# change after closing, a state going backwards, an unknown value, a bad date, a row without
+# a case, and a ticket that never closes.
+SNAPSHOT_ROWS = [
+    "T1,New,P2,Desk,?,01-03-2024 09:00,01-03-2024 08:55,Phone,Cat A,User 1,Caller 7",
+    "T1,New,P2,Desk,?,01-03-2024 09:00,01-03-2024 08:55,Phone,Cat A,User 1,Caller 7",
+    "T1,Active,P2,Desk,Ann Lee,01-03-2024 09:30,01-03-2024 08:55,Phone,Cat A,User 2,Caller 7",
+    "T1,Resolved,P2,Desk,Ann Lee,01-03-2024 10:00,01-03-2024 08:55,Phone,Cat A,User 2,Caller 7",
+    "T1,Active,P2,Desk,Ann Lee,01-03-2024 10:00,01-03-2024 08:55,Phone,Cat B,User 2,Caller 7",
+    "T1,Resolved,P1,Desk,Bob,01-03-2024 11:00,01-03-2024 08:55,Phone,Cat B,User 3,Caller 7",
+    "T1,Closed,P1,Desk,Bob,02-03-2024 11:00,01-03-2024 08:55,Phone,Cat B,?,Caller 7",
+    "T1,Closed,P3,Desk,Bob,03-03-2024 11:00,01-03-2024 08:55,Phone,Cat B,?,Caller 7",
+    "T2,Active,?,Net,?,01-03-2024 12:00,?,Email,?,User 4,Caller 8",
+    "T2,New,?,Net,?,01-03-2024 13:00,?,Email,?,User 4,Caller 8",
+    "T2,Active,P9,Net,?,01-03-2024 14:00,?,Email,?,User 4,Caller 8",
+    "T2,Waiting,P2,Net,?,someday,?,Email,?,User 4,Caller 8",
+    "?,Active,P2,Net,?,01-03-2024 15:00,?,Email,?,User 4,Caller 9",
+    "T3,New,P3,?,?,04-03-2024 08:00,04-03-2024 08:00,Phone,Cat A,User 5,Caller 9",
+]
+
+ACTIVITY_MAPPING = """
+[source]
+name = "flow"
+kind = "activity"
+
+[case]
+column = "case"
+
+[time]
+column = "time"
+
+[actor]
+column = "resource"
+
+[account]
+column = "org"
+id = "no-org"
+
+[activity]
+column = "activity"
+[activity.map.register]
+action = "open"
+label = "registered"
+[activity.map.take]
+action = "status"
+status = "open"
+[activity.map.ask]
+action = "status"
+status = "pending"
+[activity.map.answer]
+action = "reply"
+label = "Here is what we found"
+[activity.map.customer]
+action = "customer_reply"
+body = "Customer wrote about {case}"
+[activity.map.solve]
+action = "status"
+status = "solved"
+[activity.map.noise]
+action = "ignore"
+"""
+
+ACTIVITY_ROWS = [
+    "case,activity,time,resource,org",
+    "A1,register,2024-03-01T09:00:00,Alice,Acme Corp",
+    "A1,take,2024-03-01T09:05:00,Alice,Acme Corp",
+    "A1,answer,2024-03-01T09:07:00,Alice,Acme Corp",
+    "A1,ask,2024-03-01T09:10:00,Alice,Acme Corp",
+    "A1,customer,2024-03-01T10:00:00,,Acme Corp",
+    "A1,solve,2024-03-01T11:00:00,Alice,Acme Corp",
+    "A1,customer,2024-03-01T12:00:00,,Acme Corp",
+    "A1,register,2024-03-01T12:30:00,Alice,Acme Corp",
+    "A1,noise,2024-03-01T12:40:00,Alice,Acme Corp",
+    "A1,mystery,2024-03-01T13:00:00,Alice,Acme Corp",
+    "A2,take,2024-03-02T09:00:00+01:00,Bob,",
+    "A2,solve,2024-03-02T09:30:00+01:00,Bob,",
+]
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def snapshot_log(tmp_path: Path, rows: Sequence[str] = SNAPSHOT_ROWS) -> Path:
+    return write(tmp_path / "desk.csv", "\n".join([HEADER, *rows]) + "\n")
+
+
+def snapshot_mapping(tmp_path: Path, text: str = SNAPSHOT_MAPPING) -> ImportMapping:
+    return load_mapping(write(tmp_path / "desk.toml", text))
+
+
+def run_import(
+    service: CommandService,
+    mapping: ImportMapping,
+    path: Path,
+    send: Callable[[Sequence[m.Command]], list[Reply]] | None = None,
+    **options: Any,
+) -> ImportReport:
+    return ImportRunner(mapping, path, send or service.execute_many, **options).run()
+
+
+def history(service: CommandService, source: str, case: str) -> list[dict[str, Any]]:
+    """A ticket's events without what differs between two runs (record times, salts)."""
+    volatile = {"recorded_at", "previous_hash", "event_hash", "body_commitment", "body_salt"}
+    events = service.app.events.get(case_ticket_id(source, case))
+    return [{k: v for k, v in event_payload(e).items() if k not in volatile} for e in events]
+
+
+def notification_count(service: CommandService) -> int:
+    return int(service.app.recorder.max_notification_id() or 0)
+
+
+# --- the mapping file ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "names"),
+    [
+        (('"P1" = "urgent"', '"P1" = "critical"'), "priority.map.P1: Input should be"),
+        (('kind = "snapshot"', 'kind = "snapshot"\nnmae = "x"'), "source.nmae: Extra inputs"),
+        (('name = "desk"', 'name = "Desk Export"'), "source.name: String should match"),
+        (('null_values = ["?", ""]', 'time_zone = "Mars/Olympus"'), "source.time_zone: unknown"),
+        (
+            ('formats = ["%d-%m-%Y %H:%M"]\n\n[opened]', 'formats = ["dd-mm"]\n\n[opened]'),
+            "time.formats",
+        ),
+        (('kind = "snapshot"', 'kind = "activity"'), "activity: an activity log needs"),
+        (('subject = "{number}: {category}"', 'subject = "{number"'), "ticket.subject: "),
+        (('[team]\ncolumn = "group"', '[team]\ncolum = "group"'), "team.column: Field required"),
+        (('"Active" = "open"', '"Active" = "working"'), "status.map.Active: Input should be"),
+    ],
+)
+def test_a_bad_mapping_is_a_validation_error_naming_the_field(
+    tmp_path: Path, change: tuple[str, str], names: str
+) -> None:
+    old, new = change
+    assert old in SNAPSHOT_MAPPING
+    with pytest.raises(MappingError) as raised:
+        snapshot_mapping(tmp_path, SNAPSHOT_MAPPING.replace(old, new, 1))
+    assert names in str(raised.value)
+    assert str(tmp_path / "desk.toml") in str(raised.value)
+
+
+def test_an_activity_rule_without_its_status_names_the_activity(tmp_path: Path) -> None:
+    text = ACTIVITY_MAPPING.replace('action = "status"\nstatus = "open"', 'action = "status"')
+    with pytest.raises(MappingError, match=r"activity\.map\.take: action 'status' needs"):
+        load_mapping(write(tmp_path / "flow.toml", text))
+
+
+def test_a_mapping_that_is_not_toml_says_so(tmp_path: Path) -> None:
+    with pytest.raises(MappingError, match="not valid TOML"):
+        load_mapping(write(tmp_path / "bad.toml", "[source\nname = 1"))
+
+
+def test_a_column_the_file_lacks_is_named_before_anything_is_sent(
+    tmp_path: Path, memory_service: CommandService
+) -> None:
+    mapping = snapshot_mapping(
+        tmp_path, SNAPSHOT_MAPPING.replace('column = "group"', 'column = "grp"')
+    )
+    sent: list[m.Command] = []
+
+    def send(commands: Sequence[m.Command]) -> list[Reply]:
+        sent.extend(commands)
+        return memory_service.execute_many(commands)
+
+    with pytest.raises(MappingError, match=r"team\.column: the file has no column 'grp'"):
+        run_import(memory_service, mapping, snapshot_log(tmp_path), send)
+    assert sent == []
+
+
+def test_a_category_outside_the_taxonomy_is_named(
+    tmp_path: Path, memory_service: CommandService
+) -> None:
+    mapping = snapshot_mapping(tmp_path, SNAPSHOT_MAPPING.replace('"incident"', '"incidents"'))
+    with pytest.raises(MappingError, match=r"category\.default: 'incidents' is not in the"):
+        run_import(memory_service, mapping, snapshot_log(tmp_path))
+
+
+# --- snapshot logs and their traps ---------------------------------------------------------
+
+
+def test_unmappable_rows_are_counted_by_reason_and_every_row_once(
+    tmp_path: Path, memory_service: CommandService
+) -> None:
+    report = run_import(memory_service, snapshot_mapping(tmp_path), snapshot_log(tmp_path))
+    assert report.finished
+    assert report.rows == len(SNAPSHOT_ROWS)
+    assert (report.cases, report.tickets) == (3, 3)
+    assert report.skipped == {"duplicate_row": 1}
+    assert report.unmappable == {
+        "ticket_closed": 1,  # T1 changes priority after it was closed
+        "invalid_transition": 1,  # T2 goes back from open to new
+        "unmapped_value": 1,  # P9 is in no map
+        "bad_time": 1,  # 'someday'
+        "missing_case": 1,  # '?' as the case id
+    }
+    counted = report.rows_imported + report.rows_unchanged + 1 + report.unmappable_rows
+    assert counted == report.rows
+    assert any("P9" in example for example in report.examples["unmapped_value"])
+
+
+def test_consecutive_rows_become_commands_with_their_historical_times(
+    tmp_path: Path, memory_service: CommandService
+) -> None:
+    run_import(memory_service, snapshot_mapping(tmp_path), snapshot_log(tmp_path))
+    ticket = memory_service.load_ticket(case_ticket_id("desk", "T1"))
+    assert (ticket.status, ticket.priority, ticket.team, ticket.agent) == (
+        "closed",
+        "urgent",  # the P3 after closing was refused
+        "desk",
+        "bob",
+    )
+    assert ticket.reopen_count == 1
+    assert ticket.tags == ["category:cat-b"]
+    assert ticket.category == "incident"
+    assert ticket.channel == "phone"
+    assert ticket.requester == "caller-7@callers.invalid"
+    events = history(memory_service, "desk", "T1")
+    moments = [(e["type"], e["occurred_at"][11:16]) for e in events]
+    assert moments[:4] == [
+        ("TicketOpened", "08:55"),  # opened_at, earlier than the first update
+        ("TicketAssigned", "09:00"),
+        ("TicketAssigned", "09:30"),
+        ("StatusChanged", "09:30"),
+    ]
+    # Two rows at 10:00, in file order: solved; then the category changes and it reopens
+    # (a row's field changes come before its status move).
+    assert [t for t, at in moments if at == "10:00"] == [
+        "TicketResolved",
+        "TicketTagged",
+        "TicketUntagged",
+        "TicketReopened",
+    ]
+    actors = {e["actor"]["id"] for e in events}
+    assert {"user-1", "user-2", "user-3", "import-desk"} <= actors
+    assert all(e["command_id"].startswith("import:desk:T1") for e in events)
+
+
+def test_a_tie_in_time_keeps_file_order(tmp_path: Path, memory_service: CommandService) -> None:
+    run_import(memory_service, snapshot_mapping(tmp_path), snapshot_log(tmp_path))
+    at_ten = [
+        e["type"]
+        for e in history(memory_service, "desk", "T1")
+        if e["occurred_at"].startswith("2024-03-01T10:00")
+    ]
+    assert at_ten.index("TicketResolved") < at_ten.index("TicketReopened")
+
+
+def test_a_ticket_that_never_closes_stays_where_its_log_left_it(
+    tmp_path: Path, memory_service: CommandService
+) -> None:
+    run_import(memory_service, snapshot_mapping(tmp_path), snapshot_log(tmp_path))
+    assert memory_service.load_ticket(case_ticket_id("desk", "T3")).status == "new"
+    two = memory_service.load_ticket(case_ticket_id("desk", "T2"))
+    assert (two.status, two.priority, two.tags) == ("open", "normal", [])
+
+
+# --- idempotency, resuming, strictness -----------------------------------------------------
+
+
+def test_a_second_import_appends_nothing(tmp_path: Path) -> None:
+    service = build_command_service(Settings(home=tmp_path / "home"))
+    mapping, log = snapshot_mapping(tmp_path), snapshot_log(tmp_path)
+    progress = ProgressFile(progress_path(tmp_path / "home", "desk"))
+    try:
+        first = run_import(service, mapping, log, progress=progress)
+        stored = notification_count(service)
+        again = run_import(service, mapping, log, progress=progress)
+        assert again.cases_this_run == 0
+        assert notification_count(service) == stored
+        progress.clear()  # without it, every command is repeated and answered from its record
+        repeated = run_import(service, mapping, log, progress=progress)
+        assert repeated.cases_this_run == 3
+        assert notification_count(service) == stored
+        for report in (again, repeated):
+            assert (report.tickets, report.events, report.unmappable) == (
+                first.tickets,
+                first.events,
+                first.unmappable,
+            )
+    finally:
+        service.app.close()
+
+
+class SimulatedInterruptError(Exception):
+    """Stands for Ctrl-C or a crash in the middle of an import."""
+
+
+def test_an_interrupted_import_resumes_to_the_same_end_state(tmp_path: Path) -> None:
+    mapping, log = snapshot_mapping(tmp_path), snapshot_log(tmp_path)
+    whole = build_command_service(Settings(event_store="memory"))
+    run_import(whole, mapping, log)
+    resumed = build_command_service(Settings(home=tmp_path / "resumed"))
+    progress = ProgressFile(tmp_path / "resumed" / "imports" / "desk.json")
+    sends = 0
+
+    def failing(commands: Sequence[m.Command]) -> list[Reply]:
+        nonlocal sends
+        sends += 1
+        if sends == 3:  # the third command of case T2
+            raise SimulatedInterruptError
+        return resumed.execute_many(commands)
+
+    try:
+        stopped = run_import(resumed, mapping, log, progress=progress, max_cases=1, window=1)
+        assert not stopped.finished
+        assert (stopped.cases_done, progress.load()["cases_done"]) == (1, 1)
+        with pytest.raises(SimulatedInterruptError):
+            run_import(resumed, mapping, log, failing, progress=progress, window=1)
+        assert progress.load()["cases_done"] == 1  # case 2 was cut off halfway
+        final = run_import(resumed, mapping, log, progress=progress, window=1)
+        assert final.finished and final.resumed_at == 1
+        for case in ("T1", "T2", "T3"):
+            assert history(resumed, "desk", case) == history(whole, "desk", case)
+        assert final.unmappable == run_import(whole, mapping, log).unmappable
+    finally:
+        resumed.app.close()
+
+
+def test_strict_stops_at_the_first_row_that_cannot_be_imported(
+    tmp_path: Path, memory_service: CommandService
+) -> None:
+    rows = [r for r in SNAPSHOT_ROWS if r.startswith(("T1", "T3"))]
+    with pytest.raises(ImportFailedError) as raised:
+        run_import(
+            memory_service,
+            snapshot_mapping(tmp_path),
+            snapshot_log(tmp_path, rows),
+            strict=True,
+        )
+    assert raised.value.code == "ticket_closed"
+    assert "line 9 (case T1)" in raised.value.message
+
+
+def test_strict_on_the_command_line_fails_with_one_line(tmp_path: Path) -> None:
+    rows = [r for r in SNAPSHOT_ROWS if r.startswith("T2")][:2]
+    result = _ticketing(
+        tmp_path / "home",
+        "import",
+        str(snapshot_log(tmp_path, rows)),
+        "--mapping",
+        str(write(tmp_path / "desk.toml", SNAPSHOT_MAPPING)),
+        "--strict",
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: invalid_transition: line 3 (case T2): change_status: "
+        "a ticket cannot go from open to new"
+    ]
+
+
+def test_a_bad_mapping_on_the_command_line_names_the_field(tmp_path: Path) -> None:
+    bad = write(tmp_path / "desk.toml", SNAPSHOT_MAPPING.replace('"P3" = "low"', '"P3" = "lo"'))
+    result = _ticketing(
+        tmp_path / "home", "import", str(snapshot_log(tmp_path)), "--mapping", str(bad)
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: mapping_error: ")
+    assert "priority.map.P3: Input should be" in result.stderr
+
+
+def _ticketing(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
+    return subprocess.run(
+        [sys.executable, "-m", "ticketing.cli", "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+# --- other inputs and log shapes -----------------------------------------------------------
+
+
+def test_gzip_input_imports_like_plain_csv_whatever_its_name(tmp_path: Path) -> None:
+    plain = snapshot_log(tmp_path)
+    reports = []
+    for name in ("desk.csv.gz", "desk-gzipped.csv"):
+        packed = tmp_path / name
+        packed.write_bytes(gzip.compress(plain.read_bytes()))
+        service = build_command_service(Settings(event_store="memory"))
+        reports.append(run_import(service, snapshot_mapping(tmp_path), packed))
+    service = build_command_service(Settings(event_store="memory"))
+    reports.append(run_import(service, snapshot_mapping(tmp_path), plain))
+    summaries = [
+        (r.rows, r.tickets, r.events, r.skipped, r.unmappable, r.rows_imported) for r in reports
+    ]
+    assert summaries[0] == summaries[1] == summaries[2]
+
+
+def test_activity_rules_open_move_comment_and_reopen(
+    tmp_path: Path, memory_service: CommandService
+) -> None:
+    mapping = load_mapping(write(tmp_path / "flow.toml", ACTIVITY_MAPPING))
+    log = write(tmp_path / "flow.csv", "\n".join(ACTIVITY_ROWS) + "\n")
+    report = run_import(memory_service, mapping, log)
+    assert report.unmappable == {"unknown_activity": 1}
+    assert memory_service.load_account("acme-corp").name == "Acme Corp"
+    one = memory_service.load_ticket(case_ticket_id("flow", "A1"))
+    assert (one.account_id, one.status, one.reopen_count) == ("acme-corp", "open", 1)
+    assert [(c["visibility"], c["author"]["kind"], c["body"]) for c in one.comments] == [
+        ("public", "agent", "Here is what we found"),
+        ("public", "customer", "Customer wrote about A1"),
+        ("public", "customer", "Customer wrote about A1"),
+        ("internal", "agent", "registered"),  # `open` repeated later is a note
+    ]
+    types = [e["type"] for e in history(memory_service, "flow", "A1")]
+    assert types.count("TicketReopened") == 1  # the customer's reply on a solved ticket
+    two = memory_service.load_ticket(case_ticket_id("flow", "A2"))
+    assert (two.account_id, two.status) == ("no-org", "solved")  # opened by a `take` row
+    assert two.opened_at == datetime(2024, 3, 2, 8, 0, tzinfo=UTC)  # +01:00 read as such
+
+
+def test_accounts_exist_before_the_first_ticket(
+    tmp_path: Path, memory_service: CommandService
+) -> None:
+    mapping = load_mapping(write(tmp_path / "flow.toml", ACTIVITY_MAPPING))
+    run_import(memory_service, mapping, write(tmp_path / "flow.csv", "\n".join(ACTIVITY_ROWS)))
+    topics = [
+        n.topic.rsplit(":", 1)[-1]
+        for n in memory_service.app.recorder.select_notifications(start=1, limit=1000)
+    ]
+    domain = [t for t in topics if t in ("AccountRegistered", "TicketOpened")]
+    assert domain == ["AccountRegistered"] * 2 + ["TicketOpened"] * 2
+
+
+XES = """<?xml version="1.0" encoding="UTF-8"?>
+<log xes.version="1.0" xmlns="http://www.xes-standard.org/">
+  <global scope="event"><string key="concept:name" value="__INVALID__"/></global>
+  <trace>
+    <event>
+      <string key="concept:name" value="register"/>
+      <date key="time:timestamp" value="2024-03-01T09:00:00.000+01:00"/>
+      <string key="org:resource" value="Alice"/>
+      <list key="tags"><string key="tag" value="ignored"/></list>
+    </event>
+    <event>
+      <string key="concept:name" value="take"/>
+      <date key="time:timestamp" value="2024-03-01T09:05:00.000+01:00"/>
+      <string key="org:resource" value="Alice"/>
+    </event>
+    <string key="concept:name" value="case-1"/>
+    <string key="org" value="Acme Corp"/>
+  </trace>
+  <trace>
+    <string key="concept:name" value="case-2"/>
+    <event>
+      <string key="concept:name" value="take"/>
+      <date key="time:timestamp" value="2024-03-02T10:00:00Z"/>
+    </event>
+    <event>
+      <string key="concept:name" value="solve"/>
+      <date key="time:timestamp" value="2024-03-02T11:00:00Z"/>
+      <string key="org:resource" value="Bob"/>
+    </event>
+  </trace>
+</log>
+"""
+
+XES_MAPPING = (
+    ACTIVITY_MAPPING.replace('column = "case"', 'column = "case:concept:name"')
+    .replace('column = "time"', 'column = "time:timestamp"')
+    .replace('column = "resource"', 'column = "org:resource"')
+    .replace('column = "org"', 'column = "case:org"')
+    .replace('[activity]\ncolumn = "activity"', '[activity]\ncolumn = "concept:name"')
+)
+
+
+def test_xes_input_imports_its_traces(tmp_path: Path, memory_service: CommandService) -> None:
+    mapping = load_mapping(write(tmp_path / "flow.toml", XES_MAPPING))
+    report = run_import(memory_service, mapping, write(tmp_path / "flow.xes", XES))
+    assert (report.rows, report.cases, report.tickets, report.unmappable) == (4, 2, 2, {})
+    one = memory_service.load_ticket(case_ticket_id("flow", "case-1"))
+    assert (one.account_id, one.status) == ("acme-corp", "open")
+    assert one.opened_at == datetime(2024, 3, 1, 8, 0, tzinfo=UTC)
+    assert {e["actor"]["id"] for e in history(memory_service, "flow", "case-1")} == {"alice"}
+    two = memory_service.load_ticket(case_ticket_id("flow", "case-2"))
+    assert (two.account_id, two.status) == ("no-org", "solved")
+    actors = [e["actor"] for e in history(memory_service, "flow", "case-2")]
+    assert actors[0] == {"kind": "system", "id": "import-flow"}  # no resource on that row
+    assert actors[-1] == {"kind": "agent", "id": "bob"}
+
+
+def test_gzipped_xes_is_read_too(tmp_path: Path, memory_service: CommandService) -> None:
+    mapping = load_mapping(write(tmp_path / "flow.toml", XES_MAPPING))
+    packed = tmp_path / "flow.xes.gz"
+    packed.write_bytes(gzip.compress(XES.encode()))
+    assert run_import(memory_service, mapping, packed).tickets == 2
+
+
+def test_the_readme_mapping_examples_are_valid(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### The mapping file", 1)[1]
+    snapshot, activity = re.findall(r"```toml\n(.*?)```", section, re.S)[:2]
+    mapping = load_mapping(write(tmp_path / "snapshot.toml", snapshot))
+    assert (mapping.source.kind, mapping.source.time_zone) == ("snapshot", "Europe/Rome")
+    header = snapshot.split("[status]", 1)[0].replace('kind = "snapshot"', 'kind = "activity"')
+    rules = load_mapping(write(tmp_path / "activity.toml", header + activity)).activity
+    assert rules is not None
+    assert rules.map["Customer reply"].action == "customer_reply"

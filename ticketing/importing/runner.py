@@ -1,0 +1,484 @@
+"""Drives an import: read, plan, send commands in batches, count every row's outcome, resume.
+
+Commands go through a `send` callable (`CommandService.execute_many` in process, or the NATS
+client), so every change passes the same handlers and domain rules as any other command. Each
+batch holds the next command of up to `window` cases, so no batch touches a ticket twice and a
+ticket's commands keep their order, while the store commits a whole batch at once.
+
+Idempotency comes from the command ids (`import:<source>:<case>[:<row>:<n>]`): a repeated
+command returns its first reply and appends nothing. Resuming is faster than repeating: after
+each batch, `<home>/imports/<source>.json` records how many cases (in file order) are wholly
+imported, and a later run of the same file and mapping starts after them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from commands import models as m
+from commands.replies import Reply
+from ticketing.domain.values import DEFAULT_CATEGORIES, ActorKind
+from ticketing.importing.activity import ActivityPlanner
+from ticketing.importing.mapping import ImportMapping, Unmappable
+from ticketing.importing.plan import (
+    CasePlanner,
+    PlannedCase,
+    PlannedRow,
+    account_names,
+    group_cases,
+    parse_time,
+)
+from ticketing.importing.readers import SourceRow, open_source
+from ticketing.importing.snapshot import SnapshotPlanner
+
+Send = Callable[[Sequence[m.Command]], list[Reply]]
+ProgressCallback = Callable[["ImportReport"], None]
+
+DEFAULT_WINDOW = 256
+SAVE_INTERVAL_S = 0.5
+EXAMPLES_PER_REASON = 3
+
+
+class ImportFailedError(Exception):
+    """The import cannot go on (an account could not be created, or --strict met a row that
+    cannot be imported); `code` is the reason and the message names the row."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def planner_for(mapping: ImportMapping) -> CasePlanner:
+    if mapping.source.kind == "snapshot":
+        return SnapshotPlanner(mapping)
+    return ActivityPlanner(mapping)
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        for block in iter(lambda: source.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class ImportReport:
+    """What an import did, for the whole file (resumed runs add up)."""
+
+    source: str
+    file: str
+    rows: int = 0
+    cases: int = 0
+    cases_done: int = 0
+    cases_this_run: int = 0
+    resumed_at: int = 0
+    tickets: int = 0
+    commands: int = 0
+    events: int = 0
+    rows_imported: int = 0
+    rows_unchanged: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    unmappable: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    commands_this_run: int = 0
+    events_this_run: int = 0
+    seconds: float = 0.0
+    finished: bool = False
+
+    @property
+    def unmappable_rows(self) -> int:
+        return sum(self.unmappable.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["unmappable_rows"] = self.unmappable_rows
+        data["commands_per_s"] = (
+            round(self.commands_this_run / self.seconds, 1) if self.seconds else None
+        )
+        data["events_per_s"] = (
+            round(self.events_this_run / self.seconds, 1) if self.seconds else None
+        )
+        return data
+
+
+@dataclass
+class _Tally:
+    """Counts of the cases wholly imported: kept in the progress file, so runs add up."""
+
+    tickets: int = 0
+    commands: int = 0
+    events: int = 0
+    rows_imported: int = 0
+    rows_unchanged: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    unmappable: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, other: _Tally) -> None:
+        self.tickets += other.tickets
+        self.commands += other.commands
+        self.events += other.events
+        self.rows_imported += other.rows_imported
+        self.rows_unchanged += other.rows_unchanged
+        self.skipped.update(other.skipped)
+        self.unmappable.update(other.unmappable)
+        for reason, lines in other.examples.items():
+            kept = self.examples.setdefault(reason, [])
+            kept.extend(lines[: EXAMPLES_PER_REASON - len(kept)])
+
+    def note(self, reason: str, text: str) -> None:
+        self.unmappable[reason] += 1
+        kept = self.examples.setdefault(reason, [])
+        if len(kept) < EXAMPLES_PER_REASON:
+            kept.append(text)
+
+    def as_json(self) -> dict[str, Any]:
+        return {**asdict(self), "skipped": dict(self.skipped), "unmappable": dict(self.unmappable)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> _Tally:
+        return cls(
+            tickets=int(data.get("tickets", 0)),
+            commands=int(data.get("commands", 0)),
+            events=int(data.get("events", 0)),
+            rows_imported=int(data.get("rows_imported", 0)),
+            rows_unchanged=int(data.get("rows_unchanged", 0)),
+            skipped=Counter(data.get("skipped", {})),
+            unmappable=Counter(data.get("unmappable", {})),
+            examples={k: list(v) for k, v in data.get("examples", {}).items()},
+        )
+
+
+class ProgressFile:
+    """`<home>/imports/<source>.json`: how far an import of one file with one mapping got."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def load(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data
+
+    def save(self, data: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(temporary, self.path)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def progress_path(home: Path, source: str) -> Path:
+    return Path(home) / "imports" / f"{source}.json"
+
+
+class _Cursor:
+    """One case being imported: its commands in order and where the sending got to."""
+
+    def __init__(self, case: PlannedCase) -> None:
+        self.case = case
+        self.items: list[tuple[PlannedRow, m.Command]] = list(case.items())
+        self.next = 0
+        self.tally = _Tally()
+
+    @property
+    def done(self) -> bool:
+        return self.next >= len(self.items)
+
+    def current(self) -> tuple[PlannedRow, m.Command]:
+        return self.items[self.next]
+
+    def record(self, row: PlannedRow, command: m.Command, reply: Reply) -> None:
+        self.next += 1
+        if reply.ok:
+            self.tally.commands += 1
+            self.tally.events += len(reply.events)
+            if isinstance(command, m.OpenTicket):
+                self.tally.tickets += 1
+            return
+        error = reply.error
+        code = error.code if error is not None else "internal_error"
+        message = error.message if error is not None else "no reply"
+        if row.outcome is None:
+            row.outcome, row.message = code, f"{command.name}: {message}"
+        if isinstance(command, m.OpenTicket):
+            # Nothing else of this case can apply without its ticket.
+            self.next = len(self.items)
+            for other in self.case.rows:
+                if other.outcome is None:
+                    other.outcome, other.message = "ticket_not_opened", f"opening failed: {code}"
+
+    def finish(self) -> _Tally:
+        """Every row counted exactly once: imported, unchanged, skipped or unmappable."""
+        for row in self.case.rows:
+            if row.outcome is None:
+                if row.commands:
+                    self.tally.rows_imported += 1
+                else:
+                    self.tally.rows_unchanged += 1
+            elif row.skipped:
+                self.tally.skipped[row.outcome] += 1
+            else:
+                self.tally.note(row.outcome, describe_row(self.case.case_id, row))
+        return self.tally
+
+
+def describe_row(case_id: str, row: PlannedRow) -> str:
+    return f"line {row.line} (case {case_id}): {row.message or row.outcome}"
+
+
+def first_unmappable(case: PlannedCase) -> PlannedRow | None:
+    return next((r for r in case.rows if r.outcome is not None and not r.skipped), None)
+
+
+@dataclass
+class _RunState:
+    """Where a run is: cases in file order, the wholly imported prefix and its counts."""
+
+    order: list[tuple[str, list[SourceRow]]]
+    prefix: int
+    done: _Tally
+    file_tally: _Tally
+    report: ImportReport
+    started: float
+    finished: dict[int, _Tally] = field(default_factory=dict)
+
+    def complete(self, cursor: _Cursor) -> None:
+        self.finished[cursor.case.index] = cursor.finish()
+
+    def advance(self) -> bool:
+        """Move the prefix over cases finished in order; True when it moved."""
+        moved = False
+        while self.prefix in self.finished:
+            self.done.add(self.finished.pop(self.prefix))
+            self.prefix += 1
+            self.report.cases_this_run += 1
+            moved = True
+        return moved
+
+
+class ImportRunner:
+    """One import of one file with one mapping; `run()` returns the report.
+
+    `strict` stops at the first row that cannot be imported (`ImportFailedError`); `max_cases`
+    stops after that many cases (a later run resumes); `window` is how many cases share a
+    batch."""
+
+    def __init__(
+        self,
+        mapping: ImportMapping,
+        path: Path,
+        send: Send,
+        *,
+        progress: ProgressFile | None = None,
+        strict: bool = False,
+        window: int = DEFAULT_WINDOW,
+        max_cases: int | None = None,
+        categories: Iterable[str] = DEFAULT_CATEGORIES,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        if window < 1:
+            raise ValueError("window must be at least 1")
+        self.mapping = mapping
+        self.path = Path(path)
+        self.send = send
+        self.progress = progress
+        self.strict = strict
+        self.window = window
+        self.max_cases = max_cases
+        self.categories = tuple(categories)
+        self.on_progress = on_progress
+        self.planner = planner_for(mapping)
+        self._digest = ""
+
+    def run(self) -> ImportReport:
+        state = self._prepare()
+        try:
+            self._import(state)
+        finally:
+            self._publish(state)
+        return state.report
+
+    def _prepare(self) -> _RunState:
+        started = time.monotonic()
+        with open_source(self.path, self.mapping.source) as source:
+            if source.columns is not None:
+                self.mapping.check_columns(source.columns)
+            self.mapping.check_categories(self.categories)
+            rows = list(source.rows)
+        self._digest = file_digest(self.path)
+        cases, orphans = group_cases(rows, self.mapping)
+        report = ImportReport(self.mapping.source.name, str(self.path), rows=len(rows))
+        report.cases = len(cases)
+        file_tally = self._orphans(orphans)
+        stored = self._stored_progress()
+        state = _RunState(
+            order=list(cases.items()),
+            prefix=int(stored.get("cases_done", 0)),
+            done=_Tally.from_json(stored.get("counts", {})),
+            file_tally=file_tally,
+            report=report,
+            started=started,
+        )
+        report.resumed_at = state.prefix
+        if state.prefix == 0:  # a resumed import made its accounts before its first case
+            self._create_accounts(cases)
+        return state
+
+    def _import(self, state: _RunState) -> None:
+        active: list[_Cursor] = []
+        next_case = state.prefix
+        budget = len(state.order) if self.max_cases is None else self.max_cases
+        last_save = time.monotonic()
+        while True:
+            while len(active) < self.window and next_case < len(state.order) and budget > 0:
+                cursor = self._start(next_case, *state.order[next_case])
+                next_case += 1
+                budget -= 1
+                if cursor.done:
+                    state.complete(cursor)
+                else:
+                    active.append(cursor)
+            if not active:
+                state.advance()
+                return
+            self._send_round(active, state.report)
+            for cursor in active:
+                if cursor.done:
+                    state.complete(cursor)
+            active = [c for c in active if not c.done]
+            if state.advance() and time.monotonic() - last_save >= SAVE_INTERVAL_S:
+                self._publish(state)
+                last_save = time.monotonic()
+
+    def _publish(self, state: _RunState) -> None:
+        """Bring the report up to date, save the progress file, tell the caller."""
+        finished = state.prefix >= len(state.order)
+        total = _Tally()
+        total.add(state.file_tally)
+        total.add(state.done)
+        _fill(state.report, total, state.prefix, state.started, finished)
+        if self.progress is not None:
+            self.progress.save(self._progress_data(state, finished))
+        if self.on_progress is not None:
+            self.on_progress(state.report)
+
+    # --- steps -------------------------------------------------------------------------------
+
+    def _start(self, index: int, case_id: str, rows: list[SourceRow]) -> _Cursor:
+        case = self.planner.plan(index, case_id, rows)
+        if self.strict:
+            problem = first_unmappable(case)
+            if problem is not None:
+                code = problem.outcome or "unmappable_row"
+                raise ImportFailedError(code, describe_row(case_id, problem))
+        return _Cursor(case)
+
+    def _send_round(self, active: list[_Cursor], report: ImportReport) -> None:
+        batch = [cursor.current() for cursor in active]
+        replies = self.send([command for _, command in batch])
+        if len(replies) != len(batch):
+            raise RuntimeError(f"sent {len(batch)} commands, got {len(replies)} replies")
+        failure: ImportFailedError | None = None
+        for cursor, (row, command), reply in zip(active, batch, replies, strict=True):
+            cursor.record(row, command, reply)
+            report.commands_this_run += 1
+            report.events_this_run += len(reply.events) if reply.ok else 0
+            if not reply.ok and failure is None:
+                code = row.outcome or "unmappable_row"
+                failure = ImportFailedError(code, describe_row(cursor.case.case_id, row))
+        if self.strict and failure is not None:
+            raise failure
+
+    def _orphans(self, orphans: list[SourceRow]) -> _Tally:
+        tally = _Tally()
+        for row in orphans:
+            text = f"line {row.line}: {self.mapping.case.column} is empty"
+            if self.strict:
+                raise ImportFailedError("missing_case", text)
+            tally.note("missing_case", text)
+        return tally
+
+    def _create_accounts(self, cases: dict[str, list[SourceRow]]) -> None:
+        """The accounts the mapping names, dated at the log's earliest time."""
+        earliest: datetime | None = None
+        for rows in cases.values():
+            for row in rows:
+                try:
+                    moment = parse_time(
+                        self.mapping.time, self.mapping, row.values.get(self.mapping.time.column)
+                    )
+                except Unmappable:
+                    continue
+                earliest = moment if earliest is None else min(earliest, moment)
+        actor = m.ActorModel(kind=ActorKind.SYSTEM, id=self.mapping.actor_id)
+        commands = [
+            m.CreateAccount(
+                command_id=f"import:{self.mapping.source.name}:account:{account_id}",
+                account_id=account_id,
+                account_name=name,
+                tier=self.mapping.account.tier,
+                actor=actor,
+                occurred_at=earliest,
+            )
+            for account_id, name in account_names(self.mapping, cases).items()
+        ]
+        if not commands:
+            return
+        for command, reply in zip(commands, self.send(commands), strict=True):
+            if not reply.ok and (reply.error is None or reply.error.code != "already_exists"):
+                message = reply.error.message if reply.error else "no reply"
+                raise ImportFailedError(
+                    "account_failed", f"account {command.account_id!r}: {message}"
+                )
+
+    def _stored_progress(self) -> dict[str, Any]:
+        if self.progress is None:
+            return {}
+        stored = self.progress.load()
+        if stored.get("sha256") != self._digest or stored.get("mapping") != self.mapping.digest():
+            return {}
+        return stored
+
+    def _progress_data(self, state: _RunState, finished: bool) -> dict[str, Any]:
+        prefix = state.prefix
+        return {
+            "source": self.mapping.source.name,
+            "file": str(self.path.resolve()),
+            "sha256": self._digest,
+            "mapping": self.mapping.digest(),
+            "cases_total": len(state.order),
+            "cases_done": prefix,
+            "last_case": state.order[prefix - 1][0] if prefix else None,
+            "finished": finished,
+            "counts": state.done.as_json(),
+            "updated_at": datetime.now(UTC).isoformat(),
+        }
+
+
+def _fill(report: ImportReport, total: _Tally, prefix: int, started: float, finished: bool) -> None:
+    report.cases_done = prefix
+    report.tickets = total.tickets
+    report.commands = total.commands
+    report.events = total.events
+    report.rows_imported = total.rows_imported
+    report.rows_unchanged = total.rows_unchanged
+    report.skipped = dict(total.skipped)
+    report.unmappable = dict(total.unmappable)
+    report.examples = {k: list(v) for k, v in total.examples.items()}
+    report.seconds = round(time.monotonic() - started, 3)
+    report.finished = finished
