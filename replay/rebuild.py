@@ -58,11 +58,15 @@ def _rebuild(
     store = store_class(building)
     applied = 0
     try:
-        for events in stream_batches(app, upto_sequence=upto_sequence):
-            store.apply(events)
-            applied += len(events)
-            if progress:
-                progress(len(events))
+        batches = stream_batches(app, upto_sequence=upto_sequence)
+        if hasattr(store, "apply_all"):
+            applied = store.apply_all(batches, progress)
+        else:
+            for events in batches:
+                store.apply(events)
+                applied += len(events)
+                if progress:
+                    progress(len(events))
     finally:
         store.close()
     os.replace(building, target)

@@ -742,3 +742,41 @@ def test_run_sql_returns_columns_and_rows_and_refuses_writes(tmp_path: Path) -> 
     with pytest.raises(duckdb.Error, match="read-only"):
         run_sql(snapshot, "DELETE FROM ticket_facts")
     assert json.dumps(run_sql(snapshot, "SELECT 1 AS one")) == '[["one"], [[1]]]'
+
+
+def test_the_bulk_rebuild_path_ends_in_exactly_the_rows_of_batch_by_batch_applies(
+    tmp_path: Path,
+) -> None:
+    # Given a realistic day in the event store, read as the stream
+    from replay.stream import stream_batches
+    from ticketing.bootstrap import build_command_service
+    from ticketing.demo_day import support_day
+    from ticketing.settings import Settings
+
+    service = build_command_service(Settings(home=tmp_path / "home"))
+    try:
+        support_day(service.execute, tickets=40, seed=11)
+        batches = list(stream_batches(service.app, batch=97))
+    finally:
+        service.app.close()
+    incremental = AnalyticsStore(tmp_path / "incremental.duckdb")
+    bulk = AnalyticsStore(tmp_path / "bulk.duckdb")
+    try:
+        # When one is fed batch by batch and the other through apply_all
+        for events in batches:
+            incremental.apply(events)
+        applied = bulk.apply_all(iter(batches))
+        # Then every table and the position are the same
+        assert applied == sum(len(b) for b in batches) > 300
+        assert bulk.position() == incremental.position()
+        for table, key in (
+            ("event_facts", "stream_sequence"),
+            ("ticket_facts", "ticket_id"),
+            ("accounts", "account_uuid"),
+        ):
+            query = f"SELECT * FROM {table} ORDER BY {key}"
+            got = bulk.connection().execute(query).fetchall()
+            assert got == incremental.connection().execute(query).fetchall(), table
+    finally:
+        incremental.close()
+        bulk.close()
