@@ -87,6 +87,14 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from benchkit import (  # this folder still heads sys.path here
+    aim,
+    log_tail,
+    machine_load,
+    start_process,
+    stop_process,
+)
+
 # Run as a file, this script's folder comes first on sys.path, and its sibling commands.py
 # would shadow the project's `commands` package: drop the folder before importing the project.
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -228,48 +236,6 @@ def summary(latencies: list[int], wall_s: float) -> dict[str, float]:
 
 
 # --- processes ------------------------------------------------------------------------------
-
-
-def ticketing_env(home: Path) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("NATS_URL", "TICKETING_NATS_CREDENTIALS")
-    }
-    env.update(TICKETING_HOME=str(home), TICKETING_EVENT_STORE="sqlite", PYTHONUNBUFFERED="1")
-    return env
-
-
-def start_process(home: Path, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
-    """Start a child in its own session, output to a log file under `home`."""
-    log_file = (home / f"{log_name}.log").open("ab")
-    try:
-        return subprocess.Popen(
-            [sys.executable, *args],
-            env=ticketing_env(home),
-            cwd=home,  # never this folder: its commands.py would shadow the package
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    finally:
-        log_file.close()
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """SIGTERM by PID and wait; SIGKILL if it hangs."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            process.wait(5)
-
-
-def log_tail(home: Path, log_name: str) -> str:
-    path = home / f"{log_name}.log"
-    return path.read_text(errors="replace")[-2000:] if path.exists() else "(no log)"
 
 
 async def wait_for_service(
@@ -884,21 +850,6 @@ def measure_relay(
             "runs_messages_per_s": [round(count / s, 1) for s in raw_runs],
         },
     }
-
-
-def machine_load() -> dict[str, float | None]:
-    """Load average and CPU pressure (Linux PSI: share of time runnable tasks waited for a
-    CPU): our neighbours on a shared machine move the absolute numbers a lot."""
-    pressure = None
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
-        pressure = float(dict(f.split("=") for f in line.split()[1:])["avg60"])
-    return {"load_1m": round(os.getloadavg()[0], 2), "cpu_pressure_some_avg60_pct": pressure}
-
-
-def aim(target: float, value: float, higher_is_better: bool = True) -> dict[str, Any]:
-    met = value >= target if higher_is_better else value <= target
-    return {"aim": target, "value": round(value, 3), "met": met}
 
 
 def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:

@@ -96,6 +96,14 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from benchkit import (  # this folder still heads sys.path here
+    aim,
+    log_tail,
+    machine_load,
+    start_process,
+    stop_process,
+)
+
 # Run as a file, this script's folder comes first on sys.path, and its sibling commands.py
 # would shadow the project's `commands` package: drop the folder before importing the project.
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -179,21 +187,6 @@ def distribution_ms(seconds: Sequence[float]) -> dict[str, float | None]:
         "p99_ms": round(percentile(ordered, 0.99) * 1000, 2),
         "max_ms": round(ordered[-1] * 1000, 2),
     }
-
-
-def machine_load() -> dict[str, float | None]:
-    """Load average and CPU pressure (Linux PSI: share of time runnable tasks waited for a
-    CPU): our neighbours on a shared machine move the absolute numbers a lot."""
-    pressure = None
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
-        pressure = float(dict(f.split("=") for f in line.split()[1:])["avg60"])
-    return {"load_1m": round(os.getloadavg()[0], 2), "cpu_pressure_some_avg60_pct": pressure}
-
-
-def aim(target: float, value: float, higher_is_better: bool = True) -> dict[str, Any]:
-    met = value >= target if higher_is_better else value <= target
-    return {"aim": target, "value": round(value, 3), "met": met}
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -999,51 +992,6 @@ def measure_catch_up(root: Path, events: int, rounds: int) -> dict[str, Any]:
 
 
 # --- command-ack -> visible-in-queue latency ------------------------------------------------
-
-
-def ticketing_env(home: Path) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("NATS_URL", "TICKETING_NATS_CREDENTIALS")
-    }
-    env.update(TICKETING_HOME=str(home), TICKETING_EVENT_STORE="sqlite", PYTHONUNBUFFERED="1")
-    return env
-
-
-def start_process(home: Path, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
-    """Start a child in its own session, output to a log file under `home`."""
-    log_file = (home / f"{log_name}.log").open("ab")
-    try:
-        return subprocess.Popen(
-            [sys.executable, *args],
-            env=ticketing_env(home),
-            cwd=home,  # never this folder: its commands.py would shadow the package
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    finally:
-        log_file.close()
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """SIGTERM by PID and wait; SIGKILL if it hangs."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            process.wait(5)
-
-
-def log_tail(home: Path, log_name: str, size: int | None = 2000) -> str:
-    path = home / f"{log_name}.log"
-    if not path.exists():
-        return "(no log)"
-    text = path.read_text(errors="replace")
-    return text if size is None else text[-size:]
 
 
 def check_alive(home: Path, processes: dict[str, subprocess.Popen[bytes]]) -> None:

@@ -95,6 +95,8 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from benchkit import aim, machine_load  # this folder still heads sys.path here
+
 # Run as a file, this script's folder comes first on sys.path, and its sibling commands.py
 # would shadow the project's `commands` package: drop the folder before importing the project.
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -173,21 +175,6 @@ def latency_summary(latencies: list[int], cpu: list[int]) -> dict[str, float]:
         "min_ms": round(ordered[0] / 1e6, 3),
         "cpu_p50_ms": round(percentile_ms(sorted(cpu), 0.50), 3),
     }
-
-
-def machine_load() -> dict[str, float | None]:
-    """Load average and CPU pressure (Linux PSI: share of time runnable tasks waited for a
-    CPU): our neighbours on a shared machine move the absolute numbers a lot."""
-    pressure = None
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
-        pressure = float(dict(f.split("=") for f in line.split()[1:])["avg60"])
-    return {"load_1m": round(os.getloadavg()[0], 2), "cpu_pressure_some_avg60_pct": pressure}
-
-
-def aim(target: float, value: float, higher_is_better: bool = True) -> dict[str, Any]:
-    met = value >= target if higher_is_better else value <= target
-    return {"aim": target, "value": round(value, 3), "met": met}
 
 
 def open_app(home: Path) -> TicketingApplication:
