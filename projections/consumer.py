@@ -35,6 +35,8 @@ class StreamEvent:
 
     sequence: int
     payload: dict[str, Any]
+    raw: bytes | None = field(default=None, compare=False, repr=False)
+    """The message as published (compact JSON of `payload`), when it came from the stream."""
 
 
 class ProjectionStore(Protocol):
@@ -187,7 +189,7 @@ class Projector:
 
 
 def _decode(messages: Sequence[Msg]) -> list[StreamEvent]:
-    events = [StreamEvent(m.metadata.sequence.stream, json.loads(m.data)) for m in messages]
+    events = [StreamEvent(m.metadata.sequence.stream, json.loads(m.data), m.data) for m in messages]
     events.sort(key=lambda e: e.sequence)
     return events
 

@@ -66,6 +66,7 @@ def run_demo(
         return counts
     finally:
         supervisor.stop()
+        supervisor.checkpoint()  # sign what the demo wrote, as `serve` does on stopping
 
 
 def replay_log(

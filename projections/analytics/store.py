@@ -538,7 +538,10 @@ class BatchFold:
                 account_id,
                 payload.get("from_status"),
                 payload.get("to_status"),
-                json.dumps(payload, separators=(",", ":"), default=str),
+                # The relay's compact JSON as received, or the same text made here.
+                event.raw.decode()
+                if event.raw is not None
+                else json.dumps(payload, separators=(",", ":"), default=str),
             )
         )
 
