@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -70,6 +69,7 @@ from ticketing.domain.values import (
     Status,
     Visibility,
 )
+from ticketing.toml_files import read_toml
 
 MAX_CASCADE_DEPTH = 3
 """No rule fires on an event that is this many automated steps away from a human's change."""
@@ -372,12 +372,7 @@ def load_rules(path: Path | str, *, categories: Iterable[str] | None = None) -> 
     """Read and validate a rules file; any problem is one `TriggerRulesError` naming the file,
     the rule and the field."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise TriggerRulesError(f"{path}: cannot read the rules: {error.strerror}") from error
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise TriggerRulesError(f"{path}: not valid TOML: {error}") from error
+    data = read_toml(path, TriggerRulesError, "rules")
     try:
         return parse_rules(data, categories=categories)
     except TriggerRulesError as error:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import codecs
 import hashlib
 import re
-import tomllib
 import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import UTC, tzinfo
@@ -35,6 +34,7 @@ from ticketing.domain.values import (
     SlaTier,
     Status,
 )
+from ticketing.toml_files import read_toml
 
 SourceName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN.pattern)]
@@ -302,12 +302,7 @@ class ImportMapping(_Strict):
 def load_mapping(path: Path | str) -> ImportMapping:
     """Read and validate a mapping file; any problem is one `MappingError` naming the field."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise MappingError(f"{path}: cannot read the mapping: {error.strerror}") from error
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise MappingError(f"{path}: not valid TOML: {error}") from error
+    data = read_toml(path, MappingError, "mapping")
     try:
         return ImportMapping.model_validate(data)
     except ValidationError as error:
