@@ -73,7 +73,10 @@ class NatsCommandService:
         if self.micro is not None:
             await self.micro.stop()
         if self._worker is not None:
-            while not self.queue.empty():
+            # Let queued commands finish (bounded: a dead worker must not hang the stop).
+            for _ in range(500):
+                if self.queue.empty():
+                    break
                 await asyncio.sleep(0.01)
             self._worker.cancel()
 

@@ -212,7 +212,7 @@ class CommandService:
             from_version=from_version,
             to_version=aggregate.version,
         )
-        reply = self._reply(record, events, aggregate)
+        reply = self._reply(events, aggregate)
         return _Decision(command, events, record, reply)
 
     def _commit(self, decisions: Sequence[_Decision]) -> None:
@@ -261,7 +261,7 @@ class CommandService:
         )
 
     @staticmethod
-    def _reply(record: CommandRecord, events: list[Any], aggregate: Ticket | Account) -> Reply:
+    def _reply(events: list[Any], aggregate: Ticket | Account) -> Reply:
         payloads = [event_payload(e) for e in events]
         if isinstance(aggregate, Ticket):
             return Reply(

@@ -139,7 +139,7 @@ def print_reply(reply: Reply, *, as_json: bool, brief: bool = False) -> None:
         click.echo(reply.to_json())
     if not reply.ok:
         assert reply.error is not None
-        raise CliError(reply.error.code, reply.error.message, 0 if False else 1)
+        raise CliError(reply.error.code, reply.error.message)
     if as_json:
         return
     if brief:
