@@ -41,6 +41,23 @@ def stream_batches(
 Row = tuple[int, Any, int, str, bytes]
 
 
+def aggregate_rows(app: TicketingApplication, aggregate_id: UUID) -> list[tuple[int, str, bytes]]:
+    """One aggregate's stored records (version, topic, state), oldest first."""
+    if not _is_sqlite(app):
+        return [
+            (r.originator_version, r.topic, r.state)
+            for r in app.recorder.select_events(aggregate_id)
+        ]
+    recorder: Any = app.recorder
+    with recorder.datastore.transaction(commit=False) as cursor:
+        cursor.execute(
+            "SELECT originator_version, topic, state FROM "
+            f"{recorder.events_table_name} WHERE originator_id = ? ORDER BY originator_version",
+            [aggregate_id.hex],
+        )
+        return [(row[0], row[1], row[2]) for row in cursor.fetchall()]
+
+
 def _is_sqlite(app: TicketingApplication) -> bool:
     return type(app.recorder).__module__.endswith("sqlite")
 
