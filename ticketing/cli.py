@@ -10,14 +10,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
-from uuid import UUID
 
 import click
 
 from commands.replies import Reply
-from commands.service import CommandService
 from ticketing import output
-from ticketing.bootstrap import build_command_service
+from ticketing.cli_context import CliError, Context, current_context, ticket_uuid
 from ticketing.domain.errors import TicketingError
 from ticketing.domain.events import event_payload
 from ticketing.domain.values import Channel, Priority, SlaTier, Status
@@ -28,16 +26,6 @@ from ticketing.settings import Settings, SettingsError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class CliError(Exception):
-    """Ends the command with one line on stderr and a non-zero exit."""
-
-    def __init__(self, code: str, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.exit_code = exit_code
-
-
 def default_actor() -> str:
     """People at a terminal are usually agents; name them after their login."""
     try:
@@ -45,21 +33,6 @@ def default_actor() -> str:
     except (KeyError, OSError):
         login = "cli"
     return f"agent:{login}"
-
-
-class Context:
-    """Per-invocation state: settings and a lazily built command service."""
-
-    def __init__(self, settings: Settings, *, home_given: bool = False) -> None:
-        self.settings = settings
-        self.home_given = home_given
-        self._service: CommandService | None = None
-
-    @property
-    def service(self) -> CommandService:
-        if self._service is None:
-            self._service = build_command_service(self.settings)
-        return self._service
 
 
 pass_context = click.make_pass_decorator(Context)
@@ -128,7 +101,7 @@ def _envelope(
 def run_command(name: str, fields: dict[str, Any], common: dict[str, Any]) -> None:
     """Validate and execute one command, then print its reply for people or machines."""
     as_json = common.pop("as_json")
-    obj: Context = click.get_current_context().find_object(Context)  # type: ignore[assignment]
+    obj = current_context()
     payload = {**_envelope(**common), **{k: v for k, v in fields.items()}}
     reply = obj.service.execute_raw(name, payload)
     print_reply(reply, as_json=as_json, brief=name == "open_ticket")
@@ -378,13 +351,6 @@ def untag(ticket: str, tags: tuple[str, ...], **common: Any) -> None:
 # --- reading -----------------------------------------------------------------------------
 
 
-def _ticket_uuid(text: str) -> UUID:
-    try:
-        return UUID(text)
-    except ValueError:
-        raise CliError("validation_error", f"ticket_id: not a ticket id: {text!r}") from None
-
-
 @cli.command()
 @ticket_argument
 @click.option(
@@ -400,9 +366,7 @@ def show(obj: Context, ticket: str, as_of: str | None, version: int | None, as_j
     if as_of is not None and version is not None:
         raise CliError("validation_error", "give --as-of or --version, not both")
     moment = parse_time(as_of) if as_of is not None else None
-    state = ticket_as_of(
-        obj.service.app, _ticket_uuid(ticket), at=moment, version=version
-    ).as_dict()
+    state = ticket_as_of(obj.service.app, ticket_uuid(ticket), at=moment, version=version).as_dict()
     click.echo(json.dumps(state) if as_json else output.ticket_card(state))
 
 
@@ -412,7 +376,7 @@ def show(obj: Context, ticket: str, as_of: str | None, version: int | None, as_j
 @pass_context
 def log(obj: Context, ticket: str, as_json: bool) -> None:
     """List a ticket's events, oldest first."""
-    ticket_id = _ticket_uuid(ticket)
+    ticket_id = ticket_uuid(ticket)
     obj.service.load_ticket(ticket_id)
     events = [event_payload(e) for e in obj.service.app.events.get(ticket_id)]
     click.echo(json.dumps(events) if as_json else output.events_table(events))
@@ -533,7 +497,7 @@ def run() -> None:
 def _run(target: str) -> None:
     from ticketing import processes
 
-    obj: Context = click.get_current_context().find_object(Context)  # type: ignore[assignment]
+    obj = current_context()
     main = getattr(processes, target)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     processes.run_process(lambda stop: main(obj.settings, stop, click.echo))
@@ -702,8 +666,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    # Run the imported module's `main`, not this `__main__` copy: click context objects must be
-    # `ticketing.cli.Context` for the command modules that look them up.
-    from ticketing.cli import main as _main
-
-    _main()
+    main()

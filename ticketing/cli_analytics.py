@@ -9,14 +9,12 @@ import json
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from ticketing import output
-
-if TYPE_CHECKING:
-    from ticketing.cli import CliError
+from ticketing.cli_context import CliError, current_context
 
 LIVE_NAME = "analytics.duckdb"
 SNAPSHOT_NAME = "analytics-snapshot.duckdb"
@@ -26,18 +24,7 @@ _DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H
 
 def snapshot_path() -> Path:
     """The snapshot in the current invocation's home directory."""
-    from ticketing.cli import Context
-
-    obj = click.get_current_context().find_object(Context)
-    if obj is None:
-        raise RuntimeError("analytics commands need the ticketing CLI context")
-    return obj.settings.home / SNAPSHOT_NAME
-
-
-def _error(code: str, message: str) -> CliError:
-    from ticketing.cli import CliError
-
-    return CliError(code, message)
+    return current_context().settings.home / SNAPSHOT_NAME
 
 
 def _one_line(error: Exception) -> str:
@@ -74,9 +61,9 @@ def sql_command(query: str, as_json: bool) -> None:
     try:
         columns, rows = run_sql(snapshot_path(), text)
     except SnapshotMissingError as error:
-        raise _error("no_snapshot", NO_SNAPSHOT) from error
+        raise CliError("no_snapshot", NO_SNAPSHOT) from error
     except duckdb.Error as error:
-        raise _error("sql_error", _one_line(error)) from error
+        raise CliError("sql_error", _one_line(error)) from error
     if as_json:
         objects = [dict(zip(columns, row, strict=True)) for row in rows]
         click.echo(json.dumps(objects, default=_json_value, indent=2))
@@ -189,11 +176,11 @@ def kpi_command(
     try:
         con = open_readonly(snapshot_path())
     except SnapshotMissingError as error:
-        raise _error("no_snapshot", NO_SNAPSHOT) from error
+        raise CliError("no_snapshot", NO_SNAPSHOT) from error
     try:
         groups = kpi_summary(con, since=_as_utc(since), until=_as_utc(until), by=by)
     except duckdb.Error as error:
-        raise _error("sql_error", _one_line(error)) from error
+        raise CliError("sql_error", _one_line(error)) from error
     finally:
         con.close()
     if as_json:

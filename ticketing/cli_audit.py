@@ -5,33 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
-from uuid import UUID
 
 import click
 
 from ticketing import output
-
-
-def _context() -> Any:
-    from ticketing.cli import Context
-
-    obj = click.get_current_context().find_object(Context)
-    assert obj is not None
-    return obj
-
-
-def _fail(code: str, message: str) -> Exception:
-    from ticketing.cli import CliError
-
-    return CliError(code, message)
-
-
-def _ticket(text: str) -> UUID:
-    try:
-        return UUID(text)
-    except ValueError:
-        raise _fail("validation_error", f"ticket_id: not a ticket id: {text!r}") from None
+from ticketing.cli_context import CliError, current_context, ticket_uuid
 
 
 @click.command()
@@ -41,7 +19,7 @@ def history(ticket: str, as_json: bool) -> None:
     """Every event of a ticket, oldest first, from the event store, with its chain hash."""
     from replay.history import history as ticket_history
 
-    events = ticket_history(_context().service.app, _ticket(ticket))
+    events = ticket_history(current_context().service.app, ticket_uuid(ticket))
     if as_json:
         click.echo(json.dumps(events))
         return
@@ -73,12 +51,12 @@ def verify_chain(ticket: str | None, as_json: bool) -> None:
     from replay.chain import verify_aggregate, verify_store
     from replay.checkpoint import CheckpointLog
 
-    obj = _context()
+    obj = current_context()
     app = obj.service.app
     if ticket:
-        report = verify_aggregate(app, _ticket(ticket))
+        report = verify_aggregate(app, ticket_uuid(ticket))
         if report.events == 0:
-            raise _fail("not_found", f"ticket {ticket} not found")
+            raise CliError("not_found", f"ticket {ticket} not found")
     else:
         report = verify_store(app, CheckpointLog(obj.settings.home / "audit"))
     if as_json:
@@ -90,7 +68,7 @@ def verify_chain(ticket: str | None, as_json: bool) -> None:
         )
     if not report.ok:
         first = report.breaks[0]
-        raise _fail(first.code, first.message)
+        raise CliError(first.code, first.message)
     if not as_json:
         click.echo("chain intact")
 
@@ -102,14 +80,14 @@ def verify_projections(as_json: bool) -> None:
     from replay.verify import verify_analytics, verify_queue
     from ticketing.processes import analytics_snapshot_path, queue_path
 
-    obj = _context()
+    obj = current_context()
     checks = []
     if queue_path(obj.settings).exists():
         checks.append(verify_queue(obj.service.app, queue_path(obj.settings)))
     if analytics_snapshot_path(obj.settings).exists():
         checks.append(verify_analytics(obj.service.app, analytics_snapshot_path(obj.settings)))
     if not checks:
-        raise _fail("not_ready", "no projections to verify in this data directory")
+        raise CliError("not_ready", "no projections to verify in this data directory")
     if as_json:
         click.echo(json.dumps([c.as_dict() for c in checks]))
     else:
@@ -123,7 +101,7 @@ def verify_projections(as_json: bool) -> None:
                 click.echo(f"  {drift.table} {drift.key}: {drift.problem} {drift.columns or ''}")
     drifting = [c.projection for c in checks if not c.ok]
     if drifting:
-        raise _fail("drift", f"projection drift in {', '.join(drifting)}")
+        raise CliError("drift", f"projection drift in {', '.join(drifting)}")
 
 
 @click.command()
@@ -139,7 +117,7 @@ def rebuild(projection: str, target: Path | None) -> None:
     from replay.rebuild import published_count, rebuild_analytics, rebuild_queue
     from ticketing.processes import analytics_path, analytics_snapshot_path, queue_path
 
-    obj = _context()
+    obj = current_context()
     app = obj.service.app
     live = queue_path(obj.settings) if projection == "queue" else analytics_path(obj.settings)
     destination = target or live
@@ -177,16 +155,16 @@ def export(
     from replay.history import parse_time
 
     if ticket and (since or until):
-        raise _fail("validation_error", "give --ticket or --since/--until, not both")
+        raise CliError("validation_error", "give --ticket or --since/--until, not both")
     events = select_events(
-        _context().service.app,
-        ticket=_ticket(ticket) if ticket else None,
+        current_context().service.app,
+        ticket=ticket_uuid(ticket) if ticket else None,
         since=parse_time(since) if since else None,
         until=parse_time(until) if until else None,
     )
     if fmt == "parquet":
         if out is None:
-            raise _fail("validation_error", "--output is required for parquet")
+            raise CliError("validation_error", "--output is required for parquet")
         count = write_parquet(events, out)
     elif out is None:
         write_jsonl(events, sys.stdout)
@@ -203,7 +181,7 @@ def checkpoint() -> None:
     events is caught by `verify chain`. `ticketing serve` does this every minute."""
     from replay.checkpoint import CheckpointLog, write_checkpoint
 
-    obj = _context()
+    obj = current_context()
     signed = write_checkpoint(obj.service.app, CheckpointLog(obj.settings.home / "audit"))
     if signed is None:
         click.echo("nothing new since the last checkpoint")

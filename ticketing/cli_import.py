@@ -12,25 +12,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ticketing import output
+from ticketing.cli_context import CliError, Context, current_context
 
 if TYPE_CHECKING:
-    from ticketing.cli import CliError, Context
     from ticketing.importing.runner import ImportReport
-
-
-def _context() -> Context:
-    from ticketing.cli import Context
-
-    obj = click.get_current_context().find_object(Context)
-    if obj is None:
-        raise RuntimeError("the import command needs the ticketing CLI context")
-    return obj
-
-
-def _error(code: str, message: str, exit_code: int = 1) -> CliError:
-    from ticketing.cli import CliError
-
-    return CliError(code, message, exit_code)
 
 
 class _ProgressBar:
@@ -150,11 +135,11 @@ def import_command(
         progress_path,
     )
 
-    obj = _context()
+    obj = current_context()
     try:
         mapping = load_mapping(mapping_path)
     except MappingError as error:
-        raise _error("mapping_error", str(error), 2) from error
+        raise CliError("mapping_error", str(error), 2) from error
     progress = ProgressFile(progress_path(obj.settings.home, mapping.source.name))
     if restart:
         progress.clear()
@@ -175,16 +160,18 @@ def import_command(
         )
         report = runner.run()
     except MappingError as error:
-        raise _error("mapping_error", f"{mapping_path}: {error}", 2) from error
+        raise CliError("mapping_error", f"{mapping_path}: {error}", 2) from error
     except SourceError as error:
-        raise _error("source_error", str(error), 2) from error
+        raise CliError("source_error", str(error), 2) from error
     except ImportFailedError as error:
-        raise _error(error.code, error.message) from error
+        raise CliError(error.code, error.message) from error
     except ClientError as error:  # --via nats: the command service is down or too slow
         message = f"{error}; run the same command again to resume"
-        raise _error(error.code, message) from error
+        raise CliError(error.code, message) from error
     except KeyboardInterrupt:
-        raise _error("interrupted", "stopped; run the same command again to resume", 130) from None
+        raise CliError(
+            "interrupted", "stopped; run the same command again to resume", 130
+        ) from None
     finally:
         bar.close()
         close()

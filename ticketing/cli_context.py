@@ -1,0 +1,54 @@
+"""What every CLI module shares: the per-invocation context, the one-line error, ticket ids.
+
+Kept apart from `ticketing.cli` so the command modules import it directly (no import cycle),
+and so the context class is the same whether the CLI runs as a script or `python -m`."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import click
+
+from commands.service import CommandService
+from ticketing.bootstrap import build_command_service
+from ticketing.settings import Settings
+
+
+class CliError(Exception):
+    """Ends the command with one line on stderr and a non-zero exit."""
+
+    def __init__(self, code: str, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.exit_code = exit_code
+
+
+class Context:
+    """Per-invocation state: settings and a lazily built command service."""
+
+    def __init__(self, settings: Settings, *, home_given: bool = False) -> None:
+        self.settings = settings
+        self.home_given = home_given
+        self._service: CommandService | None = None
+
+    @property
+    def service(self) -> CommandService:
+        if self._service is None:
+            self._service = build_command_service(self.settings)
+        return self._service
+
+
+def current_context() -> Context:
+    """The running invocation's context (set up by the `ticketing` group)."""
+    obj = click.get_current_context().find_object(Context)
+    if obj is None:
+        raise RuntimeError("ticketing commands need the ticketing CLI context")
+    return obj
+
+
+def ticket_uuid(text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise CliError("validation_error", f"ticket_id: not a ticket id: {text!r}") from None
