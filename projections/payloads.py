@@ -13,8 +13,7 @@ from eventsourcing.utils import resolve_topic
 
 from commands.application import TicketingApplication
 from commands.erasure import decode_state
-
-_NOT_PUBLISHED = ("originator_topic", "body_salt")
+from ticketing.domain.events import NOT_PUBLISHED
 
 
 @cache
@@ -64,7 +63,7 @@ def _payload(
         getattr(event_class, f"upcast_v{stored_version}_v{stored_version + 1}")(fields)
         stored_version += 1
     recorded_at = fields.pop("timestamp")
-    for name in _NOT_PUBLISHED:
+    for name in NOT_PUBLISHED:
         fields.pop(name, None)
     if not times_are_text:
         fields["occurred_at"] = fields["occurred_at"].isoformat()

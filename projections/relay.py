@@ -99,12 +99,7 @@ class Relay:
     async def resume(self) -> None:
         """Take the position from the stream: its last sequence and that message's
         notification id."""
-        info = await self.js.stream_info(STREAM)
-        last_seq = info.state.last_seq
-        position = 0
-        if info.state.messages:
-            message = await self.js.get_msg(STREAM, last_seq)
-            position = int((message.headers or {}).get(NOTIFICATION_HEADER, 0))
+        last_seq, position = await last_published_position(self.js)
         self.stats.stream_sequence = last_seq
         self.stats.position = position
 

@@ -28,13 +28,6 @@ def parse_time(text: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def ticket_events(app: TicketingApplication, ticket_id: UUID) -> list[Any]:
-    events = list(app.events.get(ticket_id))
-    if not events or not isinstance(events[0], TicketOpened):
-        raise NotFoundError(f"ticket {ticket_id} not found", field="ticket_id")
-    return events
-
-
 def history(app: TicketingApplication, ticket_id: UUID) -> list[dict[str, Any]]:
     """Every event, oldest first, as payloads built from the stored records (no event objects:
     about twice as fast); erased comment text is marked redacted."""

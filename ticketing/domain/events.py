@@ -186,7 +186,9 @@ ACCOUNT_EVENT_TYPES: tuple[type, ...] = (AccountRegistered, AccountTierChanged, 
 PUBLISHED_EVENT_TYPES = TICKET_EVENT_TYPES + ACCOUNT_EVENT_TYPES
 """Domain events, as opposed to the command service's idempotency records."""
 
-_BASE_FIELDS = ("originator_id", "originator_version", "timestamp", "originator_topic", "body_salt")
+NOT_PUBLISHED = ("originator_topic", "body_salt")
+"""Stored fields that never leave the store (the salt would help guess redacted text)."""
+_BASE_FIELDS = ("originator_id", "originator_version", "timestamp", *NOT_PUBLISHED)
 
 
 def event_payload(event: Any) -> dict[str, Any]:
