@@ -212,7 +212,11 @@ class CommandService:
             from_version=from_version,
             to_version=aggregate.version,
         )
-        reply = self._reply(events, aggregate)
+        reply = (
+            _success(events, aggregate.version, ticket_id=str(aggregate.id))
+            if is_ticket
+            else _success(events, aggregate.version, account_id=aggregate.account_id)
+        )
         return _Decision(command, events, record, reply)
 
     def _commit(self, decisions: Sequence[_Decision]) -> None:
@@ -246,30 +250,14 @@ class CommandService:
             )
         )
         if record.aggregate_kind == "ticket":
-            return Reply(
-                ok=True,
-                ticket_id=record.aggregate_id,
-                version=record.to_version,
-                events=[event_payload(e) for e in events],
-            )
+            return _success(events, record.to_version, ticket_id=record.aggregate_id)
         account = self.app.get_account(UUID(record.aggregate_id))
-        return Reply(
-            ok=True,
-            account_id=account.account_id,
-            version=record.to_version,
-            events=[event_payload(e) for e in events],
-        )
+        return _success(events, record.to_version, account_id=account.account_id)
 
-    @staticmethod
-    def _reply(events: list[Any], aggregate: Ticket | Account) -> Reply:
-        payloads = [event_payload(e) for e in events]
-        if isinstance(aggregate, Ticket):
-            return Reply(
-                ok=True, ticket_id=str(aggregate.id), version=aggregate.version, events=payloads
-            )
-        return Reply(
-            ok=True, account_id=aggregate.account_id, version=aggregate.version, events=payloads
-        )
+
+def _success(events: Sequence[Any], version: int, **subject: str) -> Reply:
+    """An ok reply: the same shape for a first run and for a repeat rebuilt from the store."""
+    return Reply(ok=True, version=version, events=[event_payload(e) for e in events], **subject)
 
 
 def _check_version(what: str, actual: int, expected: int | None) -> None:
