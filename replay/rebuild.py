@@ -12,16 +12,14 @@ from typing import Any
 from commands.application import TicketingApplication
 from projections.analytics.store import AnalyticsStore
 from projections.queue.store import QueueStore
-from replay.stream import occurred_at, stream_batches
+from replay.stream import occurred_at, published_after, stream_batches
 
 Progress = Callable[[int], None]
 
 
 def published_count(app: TicketingApplication) -> int:
     """How many events a rebuild will read (for the progress bar)."""
-    from replay.chain import stored_events
-
-    return sum(1 for _ in stored_events(app))
+    return published_after(app, 0)[0]
 
 
 def rebuild_queue(

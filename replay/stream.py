@@ -58,6 +58,26 @@ def aggregate_rows(app: TicketingApplication, aggregate_id: UUID) -> list[tuple[
         return [(row[0], row[1], row[2]) for row in cursor.fetchall()]
 
 
+def published_after(app: TicketingApplication, position: int) -> tuple[int, int]:
+    """(how many published events follow notification `position`, the last one's id) — one
+    aggregate query on SQLite, a scan of the library's pages elsewhere."""
+    if _is_sqlite(app):
+        recorder: Any = app.recorder
+        marks = ",".join("?" for _ in PUBLISHED_TOPICS)
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                f"SELECT count(*), max(rowid) FROM {recorder.events_table_name} "
+                f"WHERE rowid > ? AND topic IN ({marks})",
+                [position, *PUBLISHED_TOPICS],
+            )
+            count, last = cursor.fetchone()
+        return int(count), int(last or position)
+    count, last = 0, position
+    while rows := _library_rows(app, last, BATCH):
+        count, last = count + len(rows), rows[-1][0]
+    return count, last
+
+
 def _is_sqlite(app: TicketingApplication) -> bool:
     return type(app.recorder).__module__.endswith("sqlite")
 

@@ -9,21 +9,17 @@ from typing import Any
 from nats.aio.client import Client
 
 from commands.application import TicketingApplication
-from projections.relay import PUBLISHED_TOPICS, last_published_position
+from projections.relay import last_published_position
+from replay.stream import published_after
 from ticketing.nats_connect import NatsUnavailableError, connect, resolve_endpoint
 from ticketing.nats_server import EmbeddedNats
 from ticketing.settings import Settings
 
-LAG_SCAN_LIMIT = 1_000_000
-
 
 def store_position(app: TicketingApplication, after: int) -> dict[str, Any]:
     """The last event the store holds and how many events come after `after`."""
-    pending = app.recorder.select_notifications(
-        start=after + 1, limit=LAG_SCAN_LIMIT, topics=PUBLISHED_TOPICS, inclusive_of_start=True
-    )
-    last = pending[-1].id if pending else after
-    return {"last_notification_id": last, "unpublished": len(pending)}
+    unpublished, last = published_after(app, after)
+    return {"last_notification_id": last, "unpublished": unpublished}
 
 
 async def discover_processes(nc: Client, wait: float = 0.5) -> list[dict[str, Any]]:
