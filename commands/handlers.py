@@ -13,6 +13,8 @@ from commands import models as m
 from commands.command_log import ticket_id_for
 from ticketing.domain import errors
 from ticketing.domain.account import Account
+from ticketing.domain.agent import Agent
+from ticketing.domain.policies import VersionedCalendar, VersionedSlaPolicy
 from ticketing.domain.ticket import Ticket
 from ticketing.domain.values import Actor, ActorKind
 
@@ -27,6 +29,14 @@ class HandlerContext(Protocol):
     def load_account(self, account_id: str, expected_version: int | None = None) -> Account: ...
 
     def account_exists(self, account_id: str) -> bool: ...
+
+    def find_policy(self, policy_id: str) -> VersionedSlaPolicy | None: ...
+
+    def find_calendar(self, calendar_id: str) -> VersionedCalendar | None: ...
+
+    def find_agent(self, agent_id: str) -> Agent | None: ...
+
+    def policy_in_force(self) -> tuple[VersionedSlaPolicy, VersionedCalendar | None] | None: ...
 
 
 def _actor(command: m.Command) -> Actor:
@@ -58,7 +68,7 @@ def open_ticket(cmd: m.OpenTicket, ctx: HandlerContext) -> Ticket:
     _check_category(ctx, cmd.category)
     if cmd.follow_up_of is not None:
         ctx.load_ticket(cmd.follow_up_of)
-    return Ticket.open(
+    ticket = Ticket.open(
         ticket_id=ticket_id_for(cmd.command_id),
         account_id=cmd.account_id,
         account_tier=str(account.tier),
@@ -74,6 +84,19 @@ def open_ticket(cmd: m.OpenTicket, ctx: HandlerContext) -> Ticket:
         at=cmd.occurred_at,
         command_id=cmd.command_id,
     )
+    in_force = ctx.policy_in_force()
+    if in_force is not None:
+        policy, calendar = in_force
+        ticket.apply_sla_policy(
+            policy_id=policy.policy_id,
+            policy_version=policy.version,
+            calendar_id=calendar.calendar_id if calendar else None,
+            calendar_version=calendar.version if calendar else None,
+            actor=Actor(ActorKind.SYSTEM, "sla"),
+            at=ticket.opened_at,
+            command_id=cmd.command_id,
+        )
+    return ticket
 
 
 def categorize_ticket(cmd: m.CategorizeTicket, ctx: HandlerContext) -> Ticket:
@@ -177,7 +200,98 @@ def rename_account(cmd: m.RenameAccount, ctx: HandlerContext) -> Account:
     return account
 
 
-Handler = Callable[[Any, HandlerContext], Ticket | Account]
+def record_sla_warning(cmd: m.RecordSlaWarning, ctx: HandlerContext) -> Ticket:
+    ticket = ctx.load_ticket(cmd.ticket_id, cmd.expected_version)
+    ticket.record_sla_warning(
+        metric=str(cmd.metric),
+        cycle=cmd.cycle,
+        due_at=cmd.due_at,
+        threshold=cmd.threshold,
+        **_cause(cmd),
+    )
+    return ticket
+
+
+def record_sla_breach(cmd: m.RecordSlaBreach, ctx: HandlerContext) -> Ticket:
+    ticket = ctx.load_ticket(cmd.ticket_id, cmd.expected_version)
+    ticket.record_sla_breach(
+        metric=str(cmd.metric), cycle=cmd.cycle, due_at=cmd.due_at, **_cause(cmd)
+    )
+    return ticket
+
+
+def publish_sla_policy(cmd: m.PublishSlaPolicy, ctx: HandlerContext) -> VersionedSlaPolicy:
+    calendar_id = cmd.definition.get("calendar")
+    if isinstance(calendar_id, str) and ctx.find_calendar(calendar_id) is None:
+        raise errors.NotFoundError(
+            f"calendar {calendar_id!r} not found; publish it first",
+            field="definition.calendar",
+            calendar_id=calendar_id,
+        )
+    policy = ctx.find_policy(cmd.policy_id)
+    if policy is None:
+        _no_version_for_creation(cmd)
+        return VersionedSlaPolicy.publish(cmd.policy_id, cmd.definition, **_cause(cmd))
+    check_version(f"policy {cmd.policy_id!r}", policy.version, cmd.expected_version)
+    policy.revise(cmd.definition, **_cause(cmd))
+    return policy
+
+
+def publish_calendar(cmd: m.PublishCalendar, ctx: HandlerContext) -> VersionedCalendar:
+    calendar = ctx.find_calendar(cmd.calendar_id)
+    if calendar is None:
+        _no_version_for_creation(cmd)
+        return VersionedCalendar.publish(cmd.calendar_id, cmd.definition, **_cause(cmd))
+    check_version(f"calendar {cmd.calendar_id!r}", calendar.version, cmd.expected_version)
+    calendar.revise(cmd.definition, **_cause(cmd))
+    return calendar
+
+
+def _agent(cmd: m.AgentCommand, ctx: HandlerContext) -> Agent:
+    agent = ctx.find_agent(cmd.agent_id)
+    if agent is None:
+        return Agent.register(cmd.agent_id, **_cause(cmd))
+    check_version(f"agent {cmd.agent_id!r}", agent.version, cmd.expected_version)
+    return agent
+
+
+def join_team(cmd: m.JoinTeam, ctx: HandlerContext) -> Agent:
+    agent = _agent(cmd, ctx)
+    agent.join_team(cmd.team, **_cause(cmd))
+    return agent
+
+
+def leave_team(cmd: m.LeaveTeam, ctx: HandlerContext) -> Agent:
+    agent = _agent(cmd, ctx)
+    agent.leave_team(cmd.team, **_cause(cmd))
+    return agent
+
+
+def set_agent_availability(cmd: m.SetAgentAvailability, ctx: HandlerContext) -> Agent:
+    agent = _agent(cmd, ctx)
+    agent.set_availability(cmd.availability, **_cause(cmd))
+    return agent
+
+
+def set_agent_capacity(cmd: m.SetAgentCapacity, ctx: HandlerContext) -> Agent:
+    agent = _agent(cmd, ctx)
+    agent.set_capacity(cmd.capacity, **_cause(cmd))
+    return agent
+
+
+def check_version(what: str, actual: int, expected: int | None) -> None:
+    """Optimistic concurrency: a stale `expected_version` is a conflict, not an overwrite."""
+    if expected is not None and actual != expected:
+        raise errors.VersionConflictError(
+            f"{what} is at version {actual}, not {expected}",
+            field="expected_version",
+            expected_version=expected,
+            actual_version=actual,
+        )
+
+
+Aggregate = Ticket | Account | VersionedSlaPolicy | VersionedCalendar | Agent
+Handler = Callable[[Any, HandlerContext], Aggregate]
 
 HANDLERS: dict[type[m.Command], Handler] = {
     m.OpenTicket: open_ticket,
@@ -196,4 +310,12 @@ HANDLERS: dict[type[m.Command], Handler] = {
     m.CreateAccount: create_account,
     m.ChangeAccountTier: change_account_tier,
     m.RenameAccount: rename_account,
+    m.RecordSlaWarning: record_sla_warning,
+    m.RecordSlaBreach: record_sla_breach,
+    m.PublishSlaPolicy: publish_sla_policy,
+    m.PublishCalendar: publish_calendar,
+    m.JoinTeam: join_team,
+    m.LeaveTeam: leave_team,
+    m.SetAgentAvailability: set_agent_availability,
+    m.SetAgentCapacity: set_agent_capacity,
 }

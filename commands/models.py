@@ -14,6 +14,8 @@ from pydantic import (
     StringConstraints,
 )
 
+from ticketing.domain.routing import Availability
+from ticketing.domain.sla_policy import SlaMetric
 from ticketing.domain.values import (
     IDENTIFIER_PATTERN,
     TAG_PATTERN,
@@ -190,6 +192,70 @@ class RenameAccount(AccountCommand):
     ]
 
 
+class RecordSlaWarning(TicketCommand):
+    """Sent by the SLA monitor; a repeat for the same metric cycle records nothing."""
+
+    name: ClassVar[str] = "record_sla_warning"
+    metric: SlaMetric
+    cycle: Annotated[int, Field(ge=0)] = 0
+    due_at: AwareDatetime
+    threshold: Annotated[float, Field(gt=0, lt=1)]
+
+
+class RecordSlaBreach(TicketCommand):
+    """Sent by the SLA monitor; a repeat for the same metric cycle records nothing."""
+
+    name: ClassVar[str] = "record_sla_breach"
+    metric: SlaMetric
+    cycle: Annotated[int, Field(ge=0)] = 0
+    due_at: AwareDatetime
+
+
+class PublishSlaPolicy(Command):
+    """Create a policy or publish its next version (an unchanged definition records nothing);
+    see `ticketing.domain.sla_definitions` for the definition's shape."""
+
+    name: ClassVar[str] = "publish_sla_policy"
+    policy_id: Identifier
+    definition: dict[str, Any]
+
+
+class PublishCalendar(Command):
+    """Create a business-hours calendar or publish its next version."""
+
+    name: ClassVar[str] = "publish_calendar"
+    calendar_id: Identifier
+    definition: dict[str, Any]
+
+
+class AgentCommand(Command):
+    """Roster changes; the first one about an agent registers them."""
+
+    agent_id: Identifier
+
+
+class JoinTeam(AgentCommand):
+    name: ClassVar[str] = "join_team"
+    team: Identifier
+
+
+class LeaveTeam(AgentCommand):
+    name: ClassVar[str] = "leave_team"
+    team: Identifier
+
+
+class SetAgentAvailability(AgentCommand):
+    name: ClassVar[str] = "set_agent_availability"
+    availability: Availability
+
+
+class SetAgentCapacity(AgentCommand):
+    """`capacity: null` removes the limit."""
+
+    name: ClassVar[str] = "set_agent_capacity"
+    capacity: Annotated[int, Field(ge=0, le=1000, strict=True)] | None
+
+
 COMMAND_TYPES: dict[str, type[Command]] = {
     cls.name: cls
     for cls in (
@@ -209,6 +275,14 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         CreateAccount,
         ChangeAccountTier,
         RenameAccount,
+        RecordSlaWarning,
+        RecordSlaBreach,
+        PublishSlaPolicy,
+        PublishCalendar,
+        JoinTeam,
+        LeaveTeam,
+        SetAgentAvailability,
+        SetAgentCapacity,
     )
 }
 """Command name (as in `ticketing.cmd.<name>`) to its model."""

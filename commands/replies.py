@@ -23,6 +23,9 @@ class Reply(BaseModel):
     ok: bool
     ticket_id: str | None = None
     account_id: str | None = None
+    policy_id: str | None = None
+    calendar_id: str | None = None
+    agent_id: str | None = None
     version: int | None = None
     events: list[dict[str, Any]] = Field(default_factory=list)
     error: ErrorInfo | None = None

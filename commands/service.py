@@ -8,7 +8,7 @@ import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -19,13 +19,24 @@ from commands import models as m
 from commands.application import TicketingApplication
 from commands.command_log import CommandRecord, command_record_id, ticket_id_for
 from commands.erasure import erase_comment_text
-from commands.handlers import HANDLERS
+from commands.handlers import HANDLERS, Aggregate, check_version
 from commands.replies import Reply
 from ticketing.domain import errors
 from ticketing.domain.account import Account, account_uuid
+from ticketing.domain.agent import Agent, agent_uuid
 from ticketing.domain.events import CommentRedacted, event_payload
+from ticketing.domain.policies import (
+    VersionedCalendar,
+    VersionedSlaPolicy,
+    calendar_uuid,
+    policy_uuid,
+)
 from ticketing.domain.ticket import Ticket
 from ticketing.domain.values import DEFAULT_CATEGORIES
+
+DEFAULT_SLA_POLICY = "default"
+"""The policy new tickets are measured against, once it is published."""
+_A = TypeVar("_A")
 
 
 class DuplicateCommandIdError(errors.TicketingError):
@@ -60,9 +71,11 @@ class CommandService:
         *,
         categories: Iterable[str] = DEFAULT_CATEGORIES,
         max_attempts: int = 25,
+        sla_policy_id: str = DEFAULT_SLA_POLICY,
     ) -> None:
         self.app = app
         self.categories = frozenset(categories)
+        self.sla_policy_id = sla_policy_id
         self.max_attempts = max_attempts
 
     # --- entry points ---------------------------------------------------------------------
@@ -138,7 +151,7 @@ class CommandService:
             raise errors.NotFoundError(
                 f"ticket {ticket_id} not found", field="ticket_id", ticket_id=str(ticket_id)
             )
-        _check_version(f"ticket {ticket_id}", ticket.version, expected_version)
+        check_version(f"ticket {ticket_id}", ticket.version, expected_version)
         return ticket
 
     def load_account(self, account_id: str, expected_version: int | None = None) -> Account:
@@ -150,11 +163,35 @@ class CommandService:
             raise errors.NotFoundError(
                 f"account {account_id!r} not found", field="account_id", account_id=account_id
             )
-        _check_version(f"account {account_id!r}", account.version, expected_version)
+        check_version(f"account {account_id!r}", account.version, expected_version)
         return account
 
     def account_exists(self, account_id: str) -> bool:
         return account_uuid(account_id) in self.app.repository
+
+    def find_policy(self, policy_id: str) -> VersionedSlaPolicy | None:
+        return self._find(policy_uuid(policy_id), VersionedSlaPolicy)
+
+    def find_calendar(self, calendar_id: str) -> VersionedCalendar | None:
+        return self._find(calendar_uuid(calendar_id), VersionedCalendar)
+
+    def find_agent(self, agent_id: str) -> Agent | None:
+        return self._find(agent_uuid(agent_id), Agent)
+
+    def policy_in_force(self) -> tuple[VersionedSlaPolicy, VersionedCalendar | None] | None:
+        """The configured policy's latest version and its calendar's, if it was published."""
+        policy = self.find_policy(self.sla_policy_id)
+        if policy is None:
+            return None
+        calendar_id = policy.definition.get("calendar")
+        return policy, self.find_calendar(calendar_id) if calendar_id else None
+
+    def _find(self, aggregate_id: UUID, kind: type[_A]) -> _A | None:
+        try:
+            found: Any = self.app.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+        return found if isinstance(found, kind) else None
 
     # --- internals ------------------------------------------------------------------------
 
@@ -203,20 +240,16 @@ class CommandService:
         aggregate = HANDLERS[type(command)](command, self)
         events = list(aggregate.collect_events())
         from_version = events[0].originator_version - 1 if events else aggregate.version
-        is_ticket = isinstance(aggregate, Ticket)
+        kind, subject = _identity(aggregate)
         record = CommandRecord.record(
             command.command_id,
             command_name=command.name,
-            aggregate_kind="ticket" if is_ticket else "account",
+            aggregate_kind=kind,
             aggregate_id=str(aggregate.id),
             from_version=from_version,
             to_version=aggregate.version,
         )
-        reply = (
-            _success(events, aggregate.version, ticket_id=str(aggregate.id))
-            if is_ticket
-            else _success(events, aggregate.version, account_id=aggregate.account_id)
-        )
+        reply = _success(events, aggregate.version, **subject)
         return _Decision(command, events, record, reply)
 
     def _commit(self, decisions: Sequence[_Decision]) -> None:
@@ -251,8 +284,8 @@ class CommandService:
         )
         if record.aggregate_kind == "ticket":
             return _success(events, record.to_version, ticket_id=record.aggregate_id)
-        account = self.app.get_account(UUID(record.aggregate_id))
-        return _success(events, record.to_version, account_id=account.account_id)
+        _, subject = _identity(self.app.repository.get(UUID(record.aggregate_id)))
+        return _success(events, record.to_version, **subject)
 
 
 def _success(events: Sequence[Any], version: int, **subject: str) -> Reply:
@@ -260,14 +293,20 @@ def _success(events: Sequence[Any], version: int, **subject: str) -> Reply:
     return Reply(ok=True, version=version, events=[event_payload(e) for e in events], **subject)
 
 
-def _check_version(what: str, actual: int, expected: int | None) -> None:
-    if expected is not None and actual != expected:
-        raise errors.VersionConflictError(
-            f"{what} is at version {actual}, not {expected}",
-            field="expected_version",
-            expected_version=expected,
-            actual_version=actual,
-        )
+def _identity(aggregate: Aggregate) -> tuple[str, dict[str, str]]:
+    """The aggregate's kind and the reply field naming it."""
+    match aggregate:
+        case Ticket():
+            return "ticket", {"ticket_id": str(aggregate.id)}
+        case Account():
+            return "account", {"account_id": aggregate.account_id}
+        case VersionedSlaPolicy():
+            return "sla_policy", {"policy_id": aggregate.policy_id}
+        case VersionedCalendar():
+            return "calendar", {"calendar_id": aggregate.calendar_id}
+        case Agent():
+            return "agent", {"agent_id": aggregate.agent_id}
+    raise TypeError(f"unknown aggregate {type(aggregate).__name__}")
 
 
 def _target_of(command: m.Command) -> UUID:
@@ -278,4 +317,10 @@ def _target_of(command: m.Command) -> UUID:
         return ticket_id_for(command.command_id)
     if isinstance(command, m.AccountCommand):
         return account_uuid(command.account_id)
+    if isinstance(command, m.AgentCommand):
+        return agent_uuid(command.agent_id)
+    if isinstance(command, m.PublishSlaPolicy):
+        return policy_uuid(command.policy_id)
+    if isinstance(command, m.PublishCalendar):
+        return calendar_uuid(command.calendar_id)
     raise TypeError(f"no target known for {type(command).__name__}")

@@ -25,15 +25,13 @@ from nats.js.api import StorageType, StreamConfig
 
 from commands.application import TicketingApplication
 from projections.payloads import stored_payload
-from ticketing.domain.events import PUBLISHED_EVENT_TYPES, TicketEvent, TicketOpened
+from ticketing.domain.events import AGGREGATE_KIND_OF, PUBLISHED_EVENT_TYPES
 from ticketing.nats_roles import STREAM
 
 log = logging.getLogger(__name__)
 
 PUBLISHED_TOPICS = tuple(get_topic(cls) for cls in PUBLISHED_EVENT_TYPES)
-_TICKET_TOPICS = frozenset(
-    get_topic(cls) for cls in PUBLISHED_EVENT_TYPES if issubclass(cls, TicketEvent | TicketOpened)
-)
+_KIND_OF_TOPIC = {get_topic(cls): AGGREGATE_KIND_OF[cls.__name__] for cls in PUBLISHED_EVENT_TYPES}
 NOTIFICATION_HEADER = "Ticketing-Notification-Id"
 TYPE_HEADER = "Ticketing-Event-Type"
 VERSION_HEADER = "Ticketing-Aggregate-Version"
@@ -51,8 +49,7 @@ def stream_config() -> StreamConfig:
 
 
 def subject_for(topic: str, aggregate_id: str) -> str:
-    kind = "ticket" if topic in _TICKET_TOPICS else "account"
-    return f"ticketing.events.{kind}.{aggregate_id}"
+    return f"ticketing.events.{_KIND_OF_TOPIC[topic]}.{aggregate_id}"
 
 
 @dataclass

@@ -153,6 +153,78 @@ class AccountRenamed(WireEvent):
     previous_name: str
 
 
+class SlaPolicyApplied(WireEvent):
+    type: Literal["SlaPolicyApplied"]
+    policy_id: str
+    policy_version: int = Field(ge=1)
+    calendar_id: str | None
+    calendar_version: int | None
+
+
+class SlaWarningIssued(WireEvent):
+    type: Literal["SlaWarningIssued"]
+    metric: Literal["first_reply", "next_reply", "resolution"]
+    cycle: int = Field(ge=0)
+    due_at: datetime
+    threshold: float
+
+
+class SlaBreached(WireEvent):
+    type: Literal["SlaBreached"]
+    metric: Literal["first_reply", "next_reply", "resolution"]
+    cycle: int = Field(ge=0)
+    due_at: datetime = Field(description="The breach instant")
+
+
+class SlaPolicyPublished(WireEvent):
+    type: Literal["SlaPolicyPublished"]
+    policy_id: str
+    definition: dict[str, Any]
+
+
+class SlaPolicyRevised(WireEvent):
+    type: Literal["SlaPolicyRevised"]
+    definition: dict[str, Any]
+
+
+class CalendarPublished(WireEvent):
+    type: Literal["CalendarPublished"]
+    calendar_id: str
+    definition: dict[str, Any]
+
+
+class CalendarRevised(WireEvent):
+    type: Literal["CalendarRevised"]
+    definition: dict[str, Any]
+
+
+class AgentRegistered(WireEvent):
+    type: Literal["AgentRegistered"]
+    agent_id: str
+
+
+class AgentJoinedTeam(WireEvent):
+    type: Literal["AgentJoinedTeam"]
+    team: str
+
+
+class AgentLeftTeam(WireEvent):
+    type: Literal["AgentLeftTeam"]
+    team: str
+
+
+class AgentAvailabilityChanged(WireEvent):
+    type: Literal["AgentAvailabilityChanged"]
+    availability: str
+    previous_availability: str
+
+
+class AgentCapacityChanged(WireEvent):
+    type: Literal["AgentCapacityChanged"]
+    capacity: int | None
+    previous_capacity: int | None
+
+
 EventMessage = Annotated[
     TicketOpened
     | TicketCategorized
@@ -169,7 +241,19 @@ EventMessage = Annotated[
     | TicketUntagged
     | AccountRegistered
     | AccountTierChanged
-    | AccountRenamed,
+    | AccountRenamed
+    | SlaPolicyApplied
+    | SlaWarningIssued
+    | SlaBreached
+    | SlaPolicyPublished
+    | SlaPolicyRevised
+    | CalendarPublished
+    | CalendarRevised
+    | AgentRegistered
+    | AgentJoinedTeam
+    | AgentLeftTeam
+    | AgentAvailabilityChanged
+    | AgentCapacityChanged,
     Field(discriminator="type"),
 ]
 

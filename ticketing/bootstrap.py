@@ -14,4 +14,8 @@ def build_application(settings: Settings) -> TicketingApplication:
 
 
 def build_command_service(settings: Settings) -> CommandService:
-    return CommandService(build_application(settings), categories=settings.categories)
+    return CommandService(
+        build_application(settings),
+        categories=settings.categories,
+        sla_policy_id=settings.sla_policy,
+    )

@@ -90,6 +90,13 @@ ROLES: dict[str, Role] = {
             description="consumes the stream and answers queries on its projection",
         ),
         Role(
+            "automation",
+            publish=(*_STREAM_READ, *_CONSUME, COMMAND_SUBJECTS, QUERY_SUBJECTS, SERVICE_DISCOVERY),
+            subscribe=(INBOX, SERVICE_DISCOVERY),
+            allow_responses=True,
+            description="SLA monitor, triggers, router, notifier: consume events, send commands",
+        ),
+        Role(
             "analyst",
             publish=(QUERY_SUBJECTS, *_STREAM_READ, SERVICE_DISCOVERY),
             subscribe=(INBOX,),

@@ -119,6 +119,11 @@ class EmbeddedNats:
         self.directory.mkdir(parents=True, exist_ok=True)
         if not self.credentials_path.exists():
             _write_credentials(self.credentials_path, new_credentials())
+        else:  # a home made before a role existed gets that role's user, the rest kept
+            known = read_credentials(self.credentials_path)
+            missing = {k: v for k, v in new_credentials().items() if k not in known}
+            if missing:
+                _write_credentials(self.credentials_path, {**known, **missing})
         port = self._configured_port()
         if port is None or not _port_is_free(port):
             port = free_port()

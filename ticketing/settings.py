@@ -26,6 +26,10 @@ class Settings:
     categories: tuple[str, ...] = DEFAULT_CATEGORIES
     nats_url: str | None = None
     nats_credentials: Path | None = None
+    sla_policy: str = "default"
+    triggers_file: Path | None = None
+    routing_file: Path | None = None
+    notifier_file: Path | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -52,6 +56,10 @@ class Settings:
             nats_credentials=Path(env["TICKETING_NATS_CREDENTIALS"])
             if env.get("TICKETING_NATS_CREDENTIALS")
             else None,
+            sla_policy=env.get("TICKETING_SLA_POLICY") or "default",
+            triggers_file=_optional_path(env.get("TICKETING_TRIGGERS")),
+            routing_file=_optional_path(env.get("TICKETING_ROUTING")),
+            notifier_file=_optional_path(env.get("TICKETING_NOTIFIER")),
         )
 
     def with_home(self, home: Path | str | None) -> Settings:
@@ -97,3 +105,7 @@ class Settings:
         if self.postgres_schema:
             env["POSTGRES_SCHEMA"] = self.postgres_schema
         return env
+
+
+def _optional_path(value: str | None) -> Path | None:
+    return Path(value) if value else None

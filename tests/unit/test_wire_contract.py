@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -189,6 +190,19 @@ def ok(reply: Reply) -> Reply:
 def full_lifecycle(service: CommandService) -> None:
     """Commands that between them cause every published event type."""
     ok(service.execute(m.CreateAccount(account_id="acme", account_name="Acme Corp")))
+    hours = {"time_zone": "Europe/Berlin", "weekly_hours": {"mon": [["09:00", "17:00"]]}}
+    ok(service.execute(m.PublishCalendar(calendar_id="office", definition=hours)))
+    policy = {"calendar": "office", "default": {"first_reply": 60, "resolution": 600}}
+    ok(service.execute(m.PublishSlaPolicy(policy_id="default", definition=policy)))
+    for command in (
+        m.PublishCalendar(calendar_id="office", definition={**hours, "holidays": ["2026-12-25"]}),
+        m.PublishSlaPolicy(policy_id="default", definition={**policy, "warning_at": 0.5}),
+        m.JoinTeam(agent_id="ana", team="tier1"),
+        m.LeaveTeam(agent_id="ana", team="tier1"),
+        m.SetAgentAvailability(agent_id="ana", availability="away"),
+        m.SetAgentCapacity(agent_id="ana", capacity=5),
+    ):
+        ok(service.execute(command))
     opened = m.OpenTicket(
         account_id="acme",
         requester="bob@acme.example",
@@ -201,6 +215,10 @@ def full_lifecycle(service: CommandService) -> None:
     ticket = ok(service.execute(opened)).ticket_id
     assert ticket is not None
     for command in (
+        m.RecordSlaWarning(
+            ticket_id=ticket, metric="first_reply", due_at=datetime.now(UTC), threshold=0.5
+        ),
+        m.RecordSlaBreach(ticket_id=ticket, metric="first_reply", due_at=datetime.now(UTC)),
         m.CategorizeTicket(ticket_id=ticket, category="technical", actor=AGENT),
         m.PrioritizeTicket(ticket_id=ticket, priority="high", actor=AGENT),
         m.AssignTicket(ticket_id=ticket, team="tier1", agent="ana", actor=AGENT),

@@ -134,6 +134,34 @@ class TicketUntagged(TicketEvent):
     tags: list[str]
 
 
+class SlaPolicyApplied(TicketEvent):
+    """The SLA policy and calendar versions this ticket is measured against: those in force
+    when it was opened (`calendar_id` is None for a calendar-time policy)."""
+
+    policy_id: str
+    policy_version: int
+    calendar_id: str | None
+    calendar_version: int | None
+
+
+class SlaWarningIssued(TicketEvent):
+    """An SLA clock passed its warning threshold (a fraction of the target) while running."""
+
+    metric: str
+    cycle: int
+    due_at: str
+    threshold: float
+
+
+class SlaBreached(TicketEvent):
+    """An SLA clock reached its due time before its metric was achieved; `due_at` is the
+    breach instant, `occurred_at` when the monitor recorded it."""
+
+    metric: str
+    cycle: int
+    due_at: str
+
+
 STATUS_EVENTS = (StatusChanged, TicketResolved, TicketReopened, TicketClosed)
 """Every event that moves a ticket's status carries `from_status` and `to_status`."""
 
@@ -167,6 +195,78 @@ class AccountRenamed(AccountEvent):
     previous_name: str
 
 
+class _Recorded(_Evolves, AggregateEvent):
+    """Fields every later event of the policy, calendar and agent aggregates carries."""
+
+    actor: dict[str, str]
+    occurred_at: datetime
+    command_id: str
+    previous_hash: str
+    event_hash: str
+
+
+class _RecordedCreation(_Evolves, AggregateCreated):
+    """The same fields on the event that creates a policy, calendar or agent."""
+
+    actor: dict[str, str]
+    occurred_at: datetime
+    command_id: str
+    previous_hash: str
+    event_hash: str
+
+
+class SlaPolicyPublished(_RecordedCreation):
+    """Version 1 of a named SLA policy; `definition` as `ticketing.domain.sla_definitions`."""
+
+    policy_id: str
+    definition: dict[str, Any]
+
+
+class SlaPolicyRevised(_Recorded):
+    """A new version of the policy; tickets already open keep the version they were given."""
+
+    definition: dict[str, Any]
+
+
+class CalendarPublished(_RecordedCreation):
+    """Version 1 of a named business-hours calendar (weekly hours, time zone, holidays)."""
+
+    calendar_id: str
+    definition: dict[str, Any]
+
+
+class CalendarRevised(_Recorded):
+    definition: dict[str, Any]
+
+
+class AgentRegistered(_RecordedCreation):
+    """An agent the router may assign to; created by the first roster change about them."""
+
+    agent_id: str
+
+
+class AgentJoinedTeam(_Recorded):
+    team: str
+
+
+class AgentLeftTeam(_Recorded):
+    team: str
+
+
+class AgentAvailabilityChanged(_Recorded):
+    """available | away; the router skips agents who are away (they keep their tickets)."""
+
+    availability: str
+    previous_availability: str
+
+
+class AgentCapacityChanged(_Recorded):
+    """How many open tickets the agent takes at most (None: no limit)."""
+
+    capacity: int | None
+    previous_capacity: int | None
+
+
 TICKET_EVENT_TYPES: tuple[type, ...] = (
     TicketOpened,
     TicketCategorized,
@@ -181,9 +281,34 @@ TICKET_EVENT_TYPES: tuple[type, ...] = (
     TicketRated,
     TicketTagged,
     TicketUntagged,
+    SlaPolicyApplied,
+    SlaWarningIssued,
+    SlaBreached,
 )
 ACCOUNT_EVENT_TYPES: tuple[type, ...] = (AccountRegistered, AccountTierChanged, AccountRenamed)
-PUBLISHED_EVENT_TYPES = TICKET_EVENT_TYPES + ACCOUNT_EVENT_TYPES
+SLA_POLICY_EVENT_TYPES: tuple[type, ...] = (SlaPolicyPublished, SlaPolicyRevised)
+CALENDAR_EVENT_TYPES: tuple[type, ...] = (CalendarPublished, CalendarRevised)
+AGENT_EVENT_TYPES: tuple[type, ...] = (
+    AgentRegistered,
+    AgentJoinedTeam,
+    AgentLeftTeam,
+    AgentAvailabilityChanged,
+    AgentCapacityChanged,
+)
+EVENT_TYPES_BY_KIND: dict[str, tuple[type, ...]] = {
+    "ticket": TICKET_EVENT_TYPES,
+    "account": ACCOUNT_EVENT_TYPES,
+    "sla_policy": SLA_POLICY_EVENT_TYPES,
+    "calendar": CALENDAR_EVENT_TYPES,
+    "agent": AGENT_EVENT_TYPES,
+}
+"""Each aggregate kind's events; the kind names the subject `ticketing.events.<kind>.<id>`."""
+PUBLISHED_EVENT_TYPES: tuple[type, ...] = tuple(
+    cls for classes in EVENT_TYPES_BY_KIND.values() for cls in classes
+)
+AGGREGATE_KIND_OF: dict[str, str] = {
+    cls.__name__: kind for kind, classes in EVENT_TYPES_BY_KIND.items() for cls in classes
+}
 """Domain events, as opposed to the command service's idempotency records."""
 
 NOT_PUBLISHED = ("originator_topic", "body_salt")

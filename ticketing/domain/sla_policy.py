@@ -269,6 +269,8 @@ class MetricClock:
     paused: bool
     achieved_at: datetime | None
     breached_at: datetime | None
+    cycle: int = 0
+    """Which cycle of the metric: 0 for first reply and resolution, 0, 1, 2… for next reply."""
 
 
 @dataclass(frozen=True)
@@ -304,6 +306,7 @@ class _Cycle:
     running_since: datetime | None = None
     achieved_at: datetime | None = None
     breached_at: datetime | None = None
+    number: int = 0
 
     @property
     def active(self) -> bool:
@@ -370,6 +373,7 @@ class SlaClock:
             paused=paused,
             achieved_at=cycle.achieved_at,
             breached_at=cycle.breached_at,
+            cycle=cycle.number,
         )
 
 
@@ -428,7 +432,9 @@ class _Run:
                     _achieve(cycle, at)
             case PublicReply(by_kind=ActorKind.CUSTOMER):
                 if not self._open_reply_cycles():
-                    self.next_cycles.append(self._start(SlaMetric.NEXT_REPLY, at))
+                    cycle = self._start(SlaMetric.NEXT_REPLY, at)
+                    cycle.number = len(self.next_cycles)
+                    self.next_cycles.append(cycle)
             case PriorityChanged():
                 self.priority = entry.priority
                 for cycle in self._open_cycles():

@@ -13,6 +13,9 @@ from ticketing.domain.clock import as_utc, utc_now
 from ticketing.domain.events import (
     CommentAdded,
     CommentRedacted,
+    SlaBreached,
+    SlaPolicyApplied,
+    SlaWarningIssued,
     StatusChanged,
     TicketAssigned,
     TicketCategorized,
@@ -73,6 +76,9 @@ class Ticket(ChainedAggregate):
         self.opened_at: datetime
         self.last_occurred_at: datetime
         self.reopen_count: int
+        self.sla_policy: dict[str, Any] | None
+        self.sla_warnings: set[tuple[str, int]]
+        self.sla_breaches: set[tuple[str, int]]
         self.chain_head: str
 
     @classmethod
@@ -359,6 +365,88 @@ class Ticket(ChainedAggregate):
         if removed:
             self._record(TicketUntagged, actor, at, command_id, tags=removed)
 
+    # --- SLA records ----------------------------------------------------------------------
+
+    def apply_sla_policy(
+        self,
+        *,
+        policy_id: str,
+        policy_version: int,
+        calendar_id: str | None,
+        calendar_version: int | None,
+        actor: Actor,
+        at: datetime | None = None,
+        command_id: str = "",
+    ) -> None:
+        """Pin the policy (and calendar) versions this ticket is measured against; once."""
+        if self.sla_policy is not None:
+            return
+        self._record(
+            SlaPolicyApplied,
+            actor,
+            at,
+            command_id,
+            policy_id=policy_id,
+            policy_version=policy_version,
+            calendar_id=calendar_id,
+            calendar_version=calendar_version,
+        )
+
+    def record_sla_warning(
+        self,
+        *,
+        metric: str,
+        cycle: int,
+        due_at: datetime,
+        threshold: float,
+        actor: Actor,
+        at: datetime | None = None,
+        command_id: str = "",
+    ) -> None:
+        """Once per metric cycle, and never after that cycle breached."""
+        key = (metric, cycle)
+        if key in self.sla_warnings or key in self.sla_breaches:
+            return
+        self._record(
+            SlaWarningIssued,
+            actor,
+            self._sla_moment(at),
+            command_id,
+            metric=metric,
+            cycle=cycle,
+            due_at=as_utc(due_at).isoformat(),
+            threshold=threshold,
+        )
+
+    def record_sla_breach(
+        self,
+        *,
+        metric: str,
+        cycle: int,
+        due_at: datetime,
+        actor: Actor,
+        at: datetime | None = None,
+        command_id: str = "",
+    ) -> None:
+        """Once per metric cycle: a monitor that restarts or repeats itself records nothing new.
+        Accepted on closed tickets too: it states a fact about their past."""
+        if (metric, cycle) in self.sla_breaches:
+            return
+        self._record(
+            SlaBreached,
+            actor,
+            self._sla_moment(at),
+            command_id,
+            metric=metric,
+            cycle=cycle,
+            due_at=as_utc(due_at).isoformat(),
+        )
+
+    def _sla_moment(self, at: datetime | None) -> datetime:
+        """A monitor's clock may trail the ticket's latest change by a moment; its records are
+        dated no earlier than that change (the breach instant itself is in `due_at`)."""
+        return max(as_utc(at), self.last_occurred_at) if at else self._moment(None)
+
     # --- state ----------------------------------------------------------------------------
 
     def evolve(self, event: Any) -> None:
@@ -392,6 +480,22 @@ class Ticket(ChainedAggregate):
                 self.tags = sorted({*self.tags, *event.tags})
             case TicketUntagged():
                 self.tags = [t for t in self.tags if t not in event.tags]
+            case SlaPolicyApplied() | SlaWarningIssued() | SlaBreached():
+                self._evolve_sla(event)
+
+    def _evolve_sla(self, event: SlaPolicyApplied | SlaWarningIssued | SlaBreached) -> None:
+        match event:
+            case SlaPolicyApplied():
+                self.sla_policy = {
+                    "policy_id": event.policy_id,
+                    "policy_version": event.policy_version,
+                    "calendar_id": event.calendar_id,
+                    "calendar_version": event.calendar_version,
+                }
+            case SlaWarningIssued():
+                self.sla_warnings = {*self.sla_warnings, (event.metric, event.cycle)}
+            case SlaBreached():
+                self.sla_breaches = {*self.sla_breaches, (event.metric, event.cycle)}
 
     def _evolve_comments(self, event: CommentAdded | CommentRedacted) -> None:
         if isinstance(event, CommentRedacted):
@@ -431,6 +535,9 @@ class Ticket(ChainedAggregate):
         self.opened_at = event.occurred_at
         self.last_occurred_at = event.occurred_at
         self.reopen_count = 0
+        self.sla_policy = None
+        self.sla_warnings = set()
+        self.sla_breaches = set()
         self.chain_head = event.event_hash
 
     def as_dict(self) -> dict[str, Any]:
@@ -454,6 +561,8 @@ class Ticket(ChainedAggregate):
             "rating": dict(self.rating) if self.rating else None,
             "reopen_count": self.reopen_count,
             "follow_up_of": self.follow_up_of,
+            "sla_policy": dict(self.sla_policy) if self.sla_policy else None,
+            "sla_breaches": [f"{m}#{c}" for m, c in sorted(self.sla_breaches)],
             "chain_head": self.chain_head,
             "opened_at": self.opened_at.isoformat(),
             "updated_at": self.last_occurred_at.isoformat(),

@@ -1,0 +1,184 @@
+"""Versioned SLA policies and business-hours calendars.
+
+Each is an aggregate named by a readable id; every publish that changes the definition is a new
+version (the aggregate version). A ticket is measured against the policy version, and that
+policy's calendar version, in force when it was opened (`SlaPolicyApplied` pins both), so
+publishing a new version never moves the due times of tickets already open.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from ticketing.domain.chain import GENESIS_HASH, chained
+from ticketing.domain.clock import as_utc, utc_now
+from ticketing.domain.events import (
+    CalendarPublished,
+    CalendarRevised,
+    SlaPolicyPublished,
+    SlaPolicyRevised,
+)
+from ticketing.domain.recording import ChainedAggregate
+from ticketing.domain.sla_definitions import (
+    checked_calendar_definition,
+    checked_policy_definition,
+)
+from ticketing.domain.values import Actor
+
+_POLICY_NAMESPACE = uuid5(NAMESPACE_URL, "ticketing:sla-policy")
+_CALENDAR_NAMESPACE = uuid5(NAMESPACE_URL, "ticketing:calendar")
+
+
+def policy_uuid(policy_id: str) -> UUID:
+    return uuid5(_POLICY_NAMESPACE, policy_id)
+
+
+def calendar_uuid(calendar_id: str) -> UUID:
+    return uuid5(_CALENDAR_NAMESPACE, calendar_id)
+
+
+class _Versioned(ChainedAggregate):
+    """A named definition whose history of versions is its event history."""
+
+    def __init__(self) -> None:
+        """State is set by `evolve`, so a replay builds it the same way."""
+        self.definition: dict[str, Any] = {}
+        self.published_at = utc_now()
+        self.chain_head = GENESIS_HASH
+
+    def revise(
+        self,
+        definition: dict[str, Any],
+        *,
+        actor: Actor,
+        at: datetime | None = None,
+        command_id: str = "",
+    ) -> None:
+        """A new version, unless the definition is the same (then nothing is recorded)."""
+        checked = self._check(definition)
+        if checked != self.definition:
+            self._record(self._revised_event(), actor, at, command_id, definition=checked)
+
+    def evolve(self, event: Any) -> None:
+        self.definition = event.definition
+        self.published_at = event.occurred_at
+        self.chain_head = event.event_hash
+
+    def _moment(self, at: datetime | None) -> datetime:
+        return as_utc(at) if at else max(utc_now(), self.published_at)
+
+    @staticmethod
+    def _check(definition: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _revised_event() -> Any:
+        raise NotImplementedError
+
+
+class VersionedSlaPolicy(_Versioned):
+    """An SLA policy: targets per tier x priority, the calendar they run on, pauses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.policy_id = ""
+
+    @classmethod
+    def publish(
+        cls,
+        policy_id: str,
+        definition: dict[str, Any],
+        *,
+        actor: Actor,
+        at: datetime | None = None,
+        command_id: str = "",
+    ) -> VersionedSlaPolicy:
+        new_id = policy_uuid(policy_id)
+        fields = {
+            "policy_id": policy_id,
+            "definition": checked_policy_definition(definition),
+            "actor": actor.as_dict(),
+            "occurred_at": as_utc(at) if at else utc_now(),
+            "command_id": command_id,
+        }
+        return cls._create(
+            SlaPolicyPublished,
+            id=new_id,
+            **chained(SlaPolicyPublished, new_id, 1, GENESIS_HASH, fields),
+        )
+
+    def evolve(self, event: Any) -> None:
+        if isinstance(event, SlaPolicyPublished):
+            self.policy_id = event.policy_id
+        super().evolve(event)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "policy_id": self.policy_id,
+            "version": self.version,
+            "published_at": self.published_at.isoformat(),
+            "definition": self.definition,
+        }
+
+    @staticmethod
+    def _check(definition: dict[str, Any]) -> dict[str, Any]:
+        return checked_policy_definition(definition)
+
+    @staticmethod
+    def _revised_event() -> Any:
+        return SlaPolicyRevised
+
+
+class VersionedCalendar(_Versioned):
+    """Business hours: weekly hours in a time zone, minus holidays."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calendar_id = ""
+
+    @classmethod
+    def publish(
+        cls,
+        calendar_id: str,
+        definition: dict[str, Any],
+        *,
+        actor: Actor,
+        at: datetime | None = None,
+        command_id: str = "",
+    ) -> VersionedCalendar:
+        new_id = calendar_uuid(calendar_id)
+        fields = {
+            "calendar_id": calendar_id,
+            "definition": checked_calendar_definition(definition),
+            "actor": actor.as_dict(),
+            "occurred_at": as_utc(at) if at else utc_now(),
+            "command_id": command_id,
+        }
+        return cls._create(
+            CalendarPublished,
+            id=new_id,
+            **chained(CalendarPublished, new_id, 1, GENESIS_HASH, fields),
+        )
+
+    def evolve(self, event: Any) -> None:
+        if isinstance(event, CalendarPublished):
+            self.calendar_id = event.calendar_id
+        super().evolve(event)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "calendar_id": self.calendar_id,
+            "version": self.version,
+            "published_at": self.published_at.isoformat(),
+            "definition": self.definition,
+        }
+
+    @staticmethod
+    def _check(definition: dict[str, Any]) -> dict[str, Any]:
+        return checked_calendar_definition(definition)
+
+    @staticmethod
+    def _revised_event() -> Any:
+        return CalendarRevised
