@@ -56,6 +56,8 @@ class ProjectorStats:
     position: int = 0
     last_error: str | None = None
     last_commit_ms: float = 0.0
+    pending: int | None = None
+    """Messages the stream holds beyond what was fetched (0 when caught up; None: unknown)."""
     started_at: float = field(default_factory=time.time)
 
 
@@ -123,6 +125,7 @@ class Projector:
                 self.batch_size, timeout=self.fetch_timeout
             )
         except TimeoutError:  # idle: nats-py raises its own TimeoutError or asyncio's
+            self.stats.pending = 0
             return []
         return messages
 
@@ -148,7 +151,13 @@ class Projector:
             self.stats.applied += len(fresh)
             self.stats.batches += 1
         await messages[-1].ack()  # AckPolicy.ALL: acknowledges the whole batch
+        self.stats.pending = messages[-1].metadata.num_pending
         return len(fresh)
+
+    @property
+    def caught_up(self) -> bool:
+        """Everything published so far is applied (as of the last fetch)."""
+        return self.stats.pending == 0
 
     async def _bind(self, *, force: bool = False) -> None:
         position = self.stats.position

@@ -34,14 +34,17 @@ def ticketing_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_ticketing(home: Path, *args: str, log_name: str | None = None) -> subprocess.Popen[bytes]:
-    """Run `ticketing <args>` as a separate process, output to a log file under `home`."""
+def start_ticketing(
+    home: Path, *args: str, log_name: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Run `ticketing <args>` as a separate process, output to a log file under `home`;
+    `env` adds variables (TICKETING_CLOCK_FILE, TICKETING_TRIGGERS, …)."""
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / f"{log_name or '-'.join(args)}.log"
     log = log_path.open("ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "ticketing.cli", *args],
-        env=ticketing_env(home),
+        env=ticketing_env(home, **(env or {})),
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -515,6 +515,30 @@ def run_analytics_projector() -> None:
     _run("analytics_projector")
 
 
+@run.command("sla-monitor")
+def run_sla_monitor() -> None:
+    """Keep every ticket's SLA clocks; record SlaWarning and SlaBreached when they pass."""
+    _run("sla_monitor")
+
+
+@run.command("triggers")
+def run_triggers() -> None:
+    """Apply the trigger rules (TICKETING_TRIGGERS) to every ticket event."""
+    _run("triggers")
+
+
+@run.command("router")
+def run_router() -> None:
+    """Assign tickets within their team by round-robin or least-loaded (TICKETING_ROUTING)."""
+    _run("router")
+
+
+@run.command("notifier")
+def run_notifier() -> None:
+    """Send customer updates by e-mail and signed webhooks (TICKETING_NOTIFIER)."""
+    _run("notifier")
+
+
 @cli.command()
 @pass_context
 def serve(obj: Context) -> None:
@@ -624,10 +648,12 @@ def run_command_service() -> None:
 
 def _register_analyst_commands() -> None:
     from ticketing import cli_analytics, cli_audit, cli_import
+    from ticketing.cli_sla import sla
 
     cli_analytics.register(cli)
     cli_audit.register(cli)
     cli_import.register(cli)
+    cli.add_command(sla)
 
 
 _register_analyst_commands()

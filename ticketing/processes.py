@@ -155,6 +155,30 @@ async def analytics_projector(
     store.close()
 
 
+async def sla_monitor(settings: Settings, stop: asyncio.Event, say: Callable[[str], None]) -> None:
+    from ticketing.automation import sla_monitor as process
+
+    await process.run(settings, stop, say)
+
+
+async def triggers(settings: Settings, stop: asyncio.Event, say: Callable[[str], None]) -> None:
+    from ticketing.automation import trigger_worker as process
+
+    await process.run(settings, stop, say)
+
+
+async def router(settings: Settings, stop: asyncio.Event, say: Callable[[str], None]) -> None:
+    from ticketing.automation import router as process
+
+    await process.run(settings, stop, say)
+
+
+async def notifier(settings: Settings, stop: asyncio.Event, say: Callable[[str], None]) -> None:
+    from ticketing.notify import process
+
+    await process.run(settings, stop, say)
+
+
 SNAPSHOT_INTERVAL_S = 1.0
 """Analysts see data at most this much (plus one batch) behind the projector."""
 

@@ -17,7 +17,16 @@ from pathlib import Path
 from ticketing.nats_server import EmbeddedNats
 from ticketing.settings import Settings
 
-PROCESSES = ("command-service", "relay", "queue-projector", "analytics-projector")
+PROCESSES = (
+    "command-service",
+    "relay",
+    "queue-projector",
+    "analytics-projector",
+    "sla-monitor",
+    "triggers",
+    "router",
+    "notifier",
+)
 MAX_BACKOFF_S = 30.0
 CHECKPOINT_INTERVAL_S = 60.0
 
