@@ -67,6 +67,8 @@ class DueAction:
     metric: str
     cycle: int
     due_at: datetime
+    threshold: float = 0.0
+    """For a warning: the fraction of the target that had been used."""
 
 
 @dataclass
@@ -132,7 +134,7 @@ class TicketSla:
                 and clock.elapsed_seconds >= fraction * clock.target_minutes * 60
                 and clock.due_at is not None
             ):
-                actions.append(DueAction("warning", key[0], key[1], clock.due_at))
+                actions.append(DueAction("warning", key[0], key[1], clock.due_at, fraction))
         return actions
 
     def next_wakeup(self, catalog: SlaCatalog, now: datetime) -> datetime | None:

@@ -1,0 +1,142 @@
+"""The SLA monitor: keeps every ticket's SLA clocks and records SlaWarning and SlaBreached
+events, through commands, when they pass.
+
+It folds the stream into per-ticket SLA state (`ticketing.sla.timeline.TicketSla`) and the
+policy catalog, and keeps for each ticket the next instant at which something could fall due
+(`check_at`). The timer, which only runs while the consumer is caught up, judges every ticket
+whose `check_at` has passed against its whole history as of now. So after a restart or any
+downtime the backlog is folded first and each missed deadline is then judged exactly once: a
+breach whose metric was achieved late is still a breach (with `due_at` the instant it
+happened), one achieved in time is none, and a warning is only sent while its clock still
+runs unbreached.
+
+Exactly one breach per target: the command id is `sla:<ticket>:<kind>:<metric>:<cycle>` and
+the ticket records a metric cycle's breach once, so neither a redelivered event, a repeated
+timer nor a restarted monitor can record it twice."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from commands.client import TicketingClient
+from projections.consumer import StreamEvent
+from ticketing.automation.command_delivery import command_action_body, command_deliverer
+from ticketing.automation.outbox import Action, iso
+from ticketing.automation.runner import run_automation
+from ticketing.domain.events import AGGREGATE_KIND_OF
+from ticketing.nats_connect import ConnectionEvents
+from ticketing.settings import Settings
+from ticketing.sla.catalog import SlaCatalog
+from ticketing.sla.timeline import DueAction, TicketSla
+
+ACTOR = {"kind": "system", "id": "sla-monitor"}
+CHECK_NOW = ""
+"""A `check_at` that sorts before every instant: judge at the next timer tick."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sla_catalog (id INTEGER PRIMARY KEY CHECK (id = 1), body TEXT);
+CREATE TABLE IF NOT EXISTS sla_tickets (
+    ticket_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    check_at TEXT
+);
+CREATE INDEX IF NOT EXISTS sla_tickets_check ON sla_tickets (check_at)
+    WHERE check_at IS NOT NULL;
+"""
+
+
+class SlaMonitor:
+    """The monitor's fold and timer (see the module docstring)."""
+
+    name = "sla-monitor"
+    schema = _SCHEMA
+
+    def fold(self, events: Sequence[StreamEvent], db: sqlite3.Connection) -> list[Action]:
+        catalog = load_catalog(db)
+        catalog_changed = False
+        touched: dict[str, TicketSla] = {}
+        for event in events:
+            payload = event.payload
+            if catalog.add(payload):
+                catalog_changed = True
+                continue
+            if AGGREGATE_KIND_OF.get(payload.get("type", "")) != "ticket":
+                continue
+            ticket_id = str(payload["aggregate_id"])
+            state = touched.get(ticket_id) or _load_ticket(db, ticket_id) or TicketSla()
+            if state.add(payload):
+                touched[ticket_id] = state
+        if catalog_changed:
+            db.execute("INSERT OR REPLACE INTO sla_catalog VALUES (1, ?)", (catalog.to_json(),))
+        db.executemany(
+            "INSERT OR REPLACE INTO sla_tickets VALUES (?, ?, ?)",
+            [(tid, state.to_json(), CHECK_NOW) for tid, state in touched.items()],
+        )
+        return []
+
+    def tick(self, db: sqlite3.Connection, now: datetime) -> list[Action]:
+        catalog = load_catalog(db)
+        rows = db.execute(
+            "SELECT ticket_id, state FROM sla_tickets WHERE check_at IS NOT NULL "
+            "AND check_at <= ? ORDER BY check_at LIMIT 5000",
+            (iso(now),),
+        ).fetchall()
+        actions: list[Action] = []
+        updates: list[tuple[str | None, str]] = []
+        for ticket_id, text in rows:
+            state = TicketSla.from_json(text)
+            actions.extend(
+                sla_command(ticket_id, due, now) for due in state.due_actions(catalog, now)
+            )
+            wakeup = state.next_wakeup(catalog, now)
+            updates.append((iso(wakeup) if wakeup else None, ticket_id))
+        db.executemany("UPDATE sla_tickets SET check_at = ? WHERE ticket_id = ?", updates)
+        return actions
+
+
+def load_catalog(db: sqlite3.Connection) -> SlaCatalog:
+    row = db.execute("SELECT body FROM sla_catalog").fetchone()
+    return SlaCatalog.from_json(row[0]) if row else SlaCatalog()
+
+
+def _load_ticket(db: sqlite3.Connection, ticket_id: str) -> TicketSla | None:
+    row = db.execute("SELECT state FROM sla_tickets WHERE ticket_id = ?", (ticket_id,)).fetchone()
+    return TicketSla.from_json(row[0]) if row else None
+
+
+def sla_command(ticket_id: str, due: DueAction, now: datetime) -> Action:
+    """The command recording one due warning or breach; its id makes it happen once."""
+    command_id = f"sla:{ticket_id}:{due.kind}:{due.metric}:{due.cycle}"
+    payload: dict[str, Any] = {
+        "command_id": command_id,
+        "actor": ACTOR,
+        "occurred_at": now.isoformat(),
+        "ticket_id": ticket_id,
+        "metric": due.metric,
+        "cycle": due.cycle,
+        "due_at": due.due_at.isoformat(),
+    }
+    if due.kind == "warning":
+        name = "record_sla_warning"
+        payload["threshold"] = due.threshold
+    else:
+        name = "record_sla_breach"
+    return Action(command_id, "command", command_action_body(name, payload))
+
+
+async def run(settings: Settings, stop: asyncio.Event, say: Callable[[str], None]) -> None:
+    def deliverers(nc: Any) -> dict[str, Any]:
+        return {"command": command_deliverer(TicketingClient(nc, ConnectionEvents()))}
+
+    await run_automation(
+        settings,
+        stop,
+        say,
+        worker=SlaMonitor(),
+        deliverers=deliverers,
+        description="records SLA warnings and breaches as they pass",
+    )
