@@ -78,7 +78,8 @@ async def gather_status(settings: Settings, app: TicketingApplication) -> dict[s
     last_sequence = status.get("stream", {}).get("last_sequence")
     for process in status.get("processes", []):
         position_reached = process["stats"].get("position")
-        if "projector" in str(process["name"]) and last_sequence is not None:
+        consumer = str(process["name"]) != "ticketing-relay" and position_reached is not None
+        if consumer and last_sequence is not None:  # projectors and automation workers
             process["lag_events"] = max(0, last_sequence - int(position_reached or 0))
     store = await asyncio.to_thread(store_position, app, position)
     status["store"] = {"last_notification_id": store["last_notification_id"]}

@@ -8,6 +8,7 @@ every missed deadline is judged against the whole history)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nats.micro import add_service
+from nats.micro.request import Request
 
 from projections.consumer import Projector
 from ticketing import __version__
@@ -150,6 +152,9 @@ async def run_automation(
     def stats(_endpoint: Any) -> dict[str, Any]:
         return {**vars(projector.stats), **vars(loop.stats), "outbox": store.outbox_counts()}
 
+    async def on_position(request: Request) -> None:
+        await request.respond(json.dumps(stats(None), default=str).encode())
+
     micro = await add_service(
         nc,
         name=f"ticketing-{worker.name}",
@@ -157,6 +162,8 @@ async def run_automation(
         description=description,
         stats_handler=stats,
     )
+    group = micro.add_group(name=f"ticketing.query.{worker.name}")
+    await group.add_endpoint(name="position", handler=on_position)
     say(f"{worker.name}: {description}; state in {store.path}")
     consuming = asyncio.create_task(projector.run(), name=worker.name)
     delivering = asyncio.create_task(loop.run(stop), name=f"{worker.name}-delivery")

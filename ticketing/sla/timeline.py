@@ -123,7 +123,7 @@ class TicketSla:
             return []
         fraction = catalog.warning_at(self.pin)
         actions: list[DueAction] = []
-        for clock in _clocks(report):
+        for clock in all_clocks(report):
             key = (str(clock.metric), clock.cycle)
             if clock.state is ClockState.BREACHED and key not in self.breached:
                 assert clock.breached_at is not None
@@ -146,7 +146,7 @@ class TicketSla:
             return None
         fraction = catalog.warning_at(self.pin)
         instants: list[datetime] = []
-        for clock in _clocks(report):
+        for clock in all_clocks(report):
             if clock.state is not ClockState.RUNNING or clock.due_at is None:
                 continue
             instants.append(clock.due_at)
@@ -181,11 +181,11 @@ def next_due(report: SlaReport | None) -> MetricClock | None:
     """The running clock that falls due first (what a queue sorts by)."""
     if report is None:
         return None
-    running = [c for c in _clocks(report) if c.state is ClockState.RUNNING and c.due_at]
+    running = [c for c in all_clocks(report) if c.state is ClockState.RUNNING and c.due_at]
     return min(running, key=lambda c: c.due_at or c.started_at, default=None)
 
 
-def _clocks(report: SlaReport) -> list[MetricClock]:
+def all_clocks(report: SlaReport) -> list[MetricClock]:
     """First reply, resolution and every next-reply cycle."""
     singles = [c for c in (report.first_reply, report.resolution) if c is not None]
     return [*singles, *report.next_reply_cycles]

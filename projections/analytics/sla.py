@@ -1,0 +1,130 @@
+"""SLA achievement in the analytics projection: one row per ticket, metric and cycle.
+
+From the shared SLA fold, each measured clock of a pinned ticket is evaluated as of the
+ticket's latest clock event, twice: in the policy's own calendar (business hours, or calendar
+time for a 24x7 policy) and, for comparison, with the same targets in plain calendar time.
+`kpi_sla_achievement` reports achievement = achieved / (achieved + breached) by metric, tier,
+priority and team; clocks still running or paused count in neither."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+from projections.sla_fold import SCHEMA as FOLD_SCHEMA
+from projections.sla_fold import SlaFold, TouchedTicket
+from ticketing.domain.business_hours import CALENDAR_TIME
+from ticketing.domain.sla_policy import SlaClock
+from ticketing.sla.catalog import SlaCatalog
+from ticketing.sla.timeline import all_clocks
+
+SCHEMA = (
+    FOLD_SCHEMA
+    + """
+CREATE TABLE IF NOT EXISTS ticket_sla (
+    ticket_id VARCHAR NOT NULL,
+    metric VARCHAR NOT NULL,
+    cycle INTEGER NOT NULL,
+    sla_policy VARCHAR NOT NULL,
+    tier VARCHAR NOT NULL,
+    priority VARCHAR NOT NULL,
+    target_minutes INTEGER NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL,
+    business_state VARCHAR NOT NULL,
+    business_due_at TIMESTAMPTZ,
+    business_elapsed_minutes DOUBLE NOT NULL,
+    calendar_state VARCHAR NOT NULL,
+    calendar_elapsed_minutes DOUBLE NOT NULL,
+    achieved_at TIMESTAMPTZ,
+    breached_at TIMESTAMPTZ,
+    PRIMARY KEY (ticket_id, metric, cycle)
+);
+"""
+)
+
+VIEW = """
+CREATE OR REPLACE VIEW kpi_sla_achievement AS
+WITH clocks AS (
+    SELECT s.*, f.team, f.account_id
+    FROM ticket_sla s LEFT JOIN ticket_facts f USING (ticket_id)
+)
+SELECT
+    metric, tier, priority, team,
+    count(*) FILTER (WHERE business_state = 'achieved') AS business_achieved,
+    count(*) FILTER (WHERE business_state = 'breached') AS business_breached,
+    count(*) FILTER (WHERE business_state = 'achieved')
+        / nullif(count(*) FILTER (WHERE business_state IN ('achieved', 'breached')), 0)
+        AS business_achievement,
+    count(*) FILTER (WHERE calendar_state = 'achieved') AS calendar_achieved,
+    count(*) FILTER (WHERE calendar_state = 'breached') AS calendar_breached,
+    count(*) FILTER (WHERE calendar_state = 'achieved')
+        / nullif(count(*) FILTER (WHERE calendar_state IN ('achieved', 'breached')), 0)
+        AS calendar_achievement,
+    count(*) FILTER (WHERE business_state IN ('running', 'paused')) AS in_progress
+FROM clocks
+GROUP BY ALL
+"""
+
+COLUMNS = 15
+
+
+def fold_ticket_sla(db: Any, payloads: Iterable[dict[str, Any]]) -> None:
+    """Inside the analytics batch transaction: refresh `ticket_sla` for touched tickets."""
+    catalog, touched = SlaFold(db).apply(payloads)
+    rows = [row for ticket in touched for row in _rows(catalog, ticket)]
+    ids = [t.ticket_id for t in touched]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" for _ in chunk)
+        db.execute(f"DELETE FROM ticket_sla WHERE ticket_id IN ({marks})", chunk)
+    if rows:
+        db.executemany(
+            f"INSERT INTO ticket_sla VALUES ({','.join('?' for _ in range(COLUMNS))})", rows
+        )
+
+
+def _rows(catalog: SlaCatalog, ticket: TouchedTicket) -> list[tuple[Any, ...]]:
+    policy = ticket.sla.policy(catalog)
+    if policy is None or ticket.sla.pin is None:
+        return []
+    entries, now = ticket.sla.entries, ticket.as_of
+    business = SlaClock(policy).evaluate(entries, now=now)
+    calendar = SlaClock(dataclasses.replace(policy, calendar=CALENDAR_TIME)).evaluate(
+        entries, now=now
+    )
+    calendar_clocks = {(c.metric, c.cycle): c for c in all_clocks(calendar)}
+    opened = entries[0]
+    priority = _priority(entries)
+    label = f"{ticket.sla.pin.policy_id}@{ticket.sla.pin.policy_version}"
+    rows = []
+    for clock in all_clocks(business):
+        twin = calendar_clocks.get((clock.metric, clock.cycle))
+        rows.append(
+            (
+                ticket.ticket_id,
+                str(clock.metric),
+                clock.cycle,
+                label,
+                str(getattr(opened, "tier", "")),
+                priority,
+                clock.target_minutes,
+                clock.started_at,
+                str(clock.state),
+                clock.due_at,
+                clock.elapsed_seconds / 60,
+                str(twin.state) if twin else str(clock.state),
+                (twin.elapsed_seconds if twin else clock.elapsed_seconds) / 60,
+                clock.achieved_at,
+                clock.breached_at,
+            )
+        )
+    return rows
+
+
+def _priority(entries: list[Any]) -> str:
+    """The ticket's priority after its latest priority change (or at opening)."""
+    for entry in reversed(entries):
+        if hasattr(entry, "priority"):
+            return str(entry.priority)
+    return "normal"
