@@ -15,12 +15,18 @@ import duckdb
 from commands.application import TicketingApplication
 from replay.rebuild import rebuild_analytics, rebuild_queue
 
-QUEUE_TABLES = {"queue_tickets": "ticket_id", "queue_accounts": "account_uuid"}
+QUEUE_TABLES = {
+    "queue_tickets": "ticket_id",
+    "queue_accounts": "account_uuid",
+    "queue_sla": "ticket_id",
+}
 ANALYTICS_TABLES = {
     "ticket_facts": "ticket_id",
     "accounts": "account_uuid",
     "event_facts": "stream_sequence",
+    "ticket_sla": "ticket_id,metric,cycle",
 }
+"""Each compared table and its key (columns joined by commas for a composite key)."""
 WALL_CLOCK_COLUMNS: frozenset[str] = frozenset()  # every compared column is event-derived
 MAX_REPORTED = 50
 
@@ -112,8 +118,9 @@ def _rows(connection: Any, table: str, key: str) -> dict[str, dict[str, Any]]:
     cursor = connection.execute(f"SELECT * FROM {table}")
     columns = [d[0] for d in cursor.description]
     rows: Sequence[Any] = cursor.fetchall()
+    positions = [columns.index(k) for k in key.split(",")]
     return {
-        str(row[columns.index(key)]): {
+        "/".join(str(row[i]) for i in positions): {
             c: v for c, v in zip(columns, row, strict=True) if c not in WALL_CLOCK_COLUMNS
         }
         for row in rows

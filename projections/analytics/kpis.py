@@ -22,6 +22,8 @@ from typing import Any
 
 import duckdb
 
+from projections.analytics.sla import VIEW as KPI_SLA_ACHIEVEMENT
+
 
 def _utc_day(column: str) -> str:
     # Integer arithmetic on epoch microseconds: the UTC day without a per-row time-zone
@@ -132,8 +134,14 @@ GROUP BY ALL
 ORDER BY day
 """
 
-VIEWS = (KPI_TICKET_METRICS, KPI_DAILY_VOLUME, KPI_BACKLOG, KPI_CSAT)
-VIEW_NAMES = ("kpi_ticket_metrics", "kpi_daily_volume", "kpi_backlog", "kpi_csat")
+VIEWS = (KPI_TICKET_METRICS, KPI_DAILY_VOLUME, KPI_BACKLOG, KPI_CSAT, KPI_SLA_ACHIEVEMENT)
+VIEW_NAMES = (
+    "kpi_ticket_metrics",
+    "kpi_daily_volume",
+    "kpi_backlog",
+    "kpi_csat",
+    "kpi_sla_achievement",
+)
 
 KPI_NAMES = (
     "first_reply_minutes",

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from projections.queue.sla import SLA_COLUMNS
 from projections.queue.store import COLUMNS
 
 UNSOLVED = ("new", "open", "pending", "on_hold")
@@ -16,6 +17,7 @@ ORDER_BY = {
     "priority": "priority_rank ASC, opened_at ASC",
     "age": "opened_at ASC",
     "updated": "updated_at DESC",
+    "due": "s.sla_due_at IS NULL, s.sla_due_at ASC, priority_rank ASC",
 }
 
 
@@ -30,7 +32,9 @@ class QueueQuery(BaseModel):
     priority: list[Literal["low", "normal", "high", "urgent"]] | None = None
     account: str | None = None
     waiting_on: Literal["customer", "us"] | None = None
-    sort: Literal["priority", "age", "updated"] = "priority"
+    sla_breached: bool | None = None
+    """True: only tickets with a breached SLA; False: only those without."""
+    sort: Literal["priority", "age", "updated", "due"] = "priority"
     limit: int = Field(default=100, ge=1, le=10_000)
 
 
@@ -67,14 +71,21 @@ def list_queue(reader: sqlite3.Connection, query: QueueQuery) -> list[dict[str, 
     if query.waiting_on:
         clauses.append("waiting_on = ?")
         params.append(query.waiting_on)
+    if query.sla_breached is not None:
+        clauses.append(f"coalesce(s.sla_breached, '[]') {'!=' if query.sla_breached else '='} '[]'")
+    names = [*COLUMNS, *SLA_COLUMNS]
+    selected = [f"t.{c}" for c in COLUMNS] + [f"s.{c}" for c in SLA_COLUMNS]
     sql = (
-        f"SELECT {','.join(COLUMNS)} FROM queue_tickets WHERE {' AND '.join(clauses)} "
+        f"SELECT {','.join(selected)} FROM queue_tickets t "
+        f"LEFT JOIN queue_sla s USING (ticket_id) WHERE {' AND '.join(clauses)} "
         f"ORDER BY {ORDER_BY[query.sort]}, ticket_id LIMIT ?"
     )
     rows = reader.execute(sql, [*params, query.limit]).fetchall()
-    tickets = [dict(zip(COLUMNS, row, strict=True)) for row in rows]
+    tickets = [dict(zip(names, row, strict=True)) for row in rows]
     for ticket in tickets:
         ticket["tags"] = json.loads(ticket["tags"])
+        for flags in ("sla_breached", "sla_warned"):
+            ticket[flags] = json.loads(ticket[flags]) if ticket[flags] else []
     return tickets
 
 

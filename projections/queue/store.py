@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from projections.consumer import StreamEvent
+from projections.queue.sla import SCHEMA as SLA_SCHEMA
+from projections.queue.sla import fold_queue_sla
 
 COLUMNS = (
     "ticket_id",
@@ -112,7 +114,7 @@ class QueueStore:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        self.db.executescript(SCHEMA + SLA_SCHEMA)
 
     def close(self) -> None:
         self.db.close()
@@ -154,6 +156,7 @@ class QueueStore:
             self.db.executemany(
                 "UPDATE queue_tickets SET account_tier = ? WHERE account_id = ?", tier_changes
             )
+            fold_queue_sla(self.db, (e.payload for e in events))
             self.db.execute(
                 "INSERT OR REPLACE INTO projection_position VALUES (?, ?, ?)",
                 (PROJECTION, events[-1].sequence, datetime.now(UTC).isoformat()),

@@ -327,11 +327,16 @@ def queue_rows(
         store.close()
     reader = open_reader(directory / "queue.sqlite")
     try:
-        cursor = reader.execute("SELECT * FROM queue_tickets")
+        cursor = reader.execute(
+            "SELECT t.*, s.sla_policy, s.sla_next_metric, s.sla_due_at, s.sla_breached, "
+            "s.sla_warned FROM queue_tickets t LEFT JOIN queue_sla s USING (ticket_id)"
+        )
         names = [d[0] for d in cursor.description]
         rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
         for row in rows:
             row["tags"] = json.loads(row["tags"])
+            for flags in ("sla_breached", "sla_warned"):
+                row[flags] = json.loads(row[flags] or "[]")
         yield reader, rows
     finally:
         reader.close()
@@ -349,6 +354,7 @@ def python_queue(rows: list[dict[str, Any]], query: QueueQuery) -> list[dict[str
         and (query.account is None or r["account_id"] == query.account)
         and (not query.priority or r["priority"] in query.priority)
         and (query.waiting_on is None or r["waiting_on"] == query.waiting_on)
+        and (query.sla_breached is None or bool(r["sla_breached"]) == query.sla_breached)
     ]
     kept.sort(key=lambda r: r["ticket_id"])  # the tie-breaker, kept by the stable sorts below
     if query.sort == "priority":
@@ -357,6 +363,9 @@ def python_queue(rows: list[dict[str, Any]], query: QueueQuery) -> list[dict[str
         )
     elif query.sort == "age":
         kept.sort(key=lambda r: datetime.fromisoformat(r["opened_at"]))
+    elif query.sort == "due":
+        kept.sort(key=lambda r: URGENCY.index(r["priority"]))
+        kept.sort(key=lambda r: (r["sla_due_at"] is None, r["sla_due_at"] or ""))
     else:
         kept.sort(key=lambda r: datetime.fromisoformat(r["updated_at"]), reverse=True)
     return kept[: query.limit]
@@ -378,7 +387,8 @@ queue_queries = st.builds(
     priority=some_of(URGENCY),
     account=maybe(ACCOUNT_IDS),
     waiting_on=st.none() | st.sampled_from(("customer", "us")),
-    sort=st.sampled_from(("priority", "age", "updated")),
+    sla_breached=st.none() | st.booleans(),
+    sort=st.sampled_from(("priority", "age", "updated", "due")),
     limit=st.integers(1, 2 * TICKETS),
 )
 
