@@ -26,7 +26,10 @@ import duckdb
 import pyarrow as pa
 
 from projections.analytics.kpis import create_views
+from projections.analytics.sla import SCHEMA as SLA_SCHEMA
+from projections.analytics.sla import fold_ticket_sla
 from projections.consumer import StreamEvent
+from ticketing.domain.events import AGGREGATE_KIND_OF
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +197,7 @@ SCHEMA = [
     updated_at TIMESTAMPTZ
 )""",
 ]
+SCHEMA += [statement for statement in SLA_SCHEMA.split(";") if statement.strip()]
 TABLES = ("event_facts", "ticket_facts", "accounts", "projection_position")
 
 
@@ -279,6 +283,7 @@ class AnalyticsStore:
                         fold.add(event)
                     self._insert("event_facts", EVENT_FACTS, fold.event_columns)
                     self._erase_redacted(events)
+                    fold_ticket_sla(self._con, (e.payload for e in events))
                     changed_tickets |= fold.changed_ticket_ids
                     changed_accounts |= fold.changed_account_ids
                     last, applied = events[-1].sequence, applied + len(events)
@@ -385,7 +390,7 @@ class AnalyticsStore:
         ticket_ids = {
             str(e.payload["aggregate_id"])
             for e in events
-            if e.payload.get("type") not in ACCOUNT_EVENT_TYPES
+            if AGGREGATE_KIND_OF.get(e.payload.get("type", ""), "ticket") == "ticket"
         }
         account_ids = {
             str(e.payload["aggregate_id"])
@@ -402,6 +407,7 @@ class AnalyticsStore:
         self._erase_redacted(events)
         self._upsert("ticket_facts", TICKET_FACTS, "ticket_id", fold.changed_tickets())
         self._upsert("accounts", ACCOUNTS, "account_uuid", fold.changed_accounts())
+        fold_ticket_sla(self._con, (e.payload for e in events))
         self._con.execute(
             "UPDATE projection_position SET stream_sequence = ?, updated_at = now() "
             "WHERE projection = ?",
@@ -514,11 +520,11 @@ class BatchFold:
         kind = payload["type"]
         aggregate_id = str(payload["aggregate_id"])
         at = micros(payload["occurred_at"])
-        if kind in ACCOUNT_EVENT_TYPES:
-            aggregate_kind = "account"
+        aggregate_kind = AGGREGATE_KIND_OF.get(kind, "ticket")
+        account_id: str | None = None
+        if aggregate_kind == "account":
             account_id = self._account(aggregate_id, payload, at)
-        else:
-            aggregate_kind = "ticket"
+        elif aggregate_kind == "ticket":
             account_id = self._ticket(aggregate_id, payload, at)
         actor = payload.get("actor") or {}
         recorded = payload.get("recorded_at")
