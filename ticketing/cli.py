@@ -568,10 +568,17 @@ def serve(obj: Context) -> None:
 @click.option("--account", help="Only this account's tickets.")
 @click.option("--waiting-on", type=click.Choice(["customer", "us"]), help="Who acts next.")
 @click.option(
+    "--breached/--not-breached",
+    "sla_breached",
+    default=None,
+    help="Only tickets with (or without) a breached SLA.",
+)
+@click.option(
     "--sort",
-    type=click.Choice(["priority", "age", "updated"]),
+    type=click.Choice(["priority", "age", "updated", "due"]),
     default="priority",
     show_default=True,
+    help="due: the SLA that falls due first on top.",
 )
 @click.option("--limit", type=int, default=100, show_default=True)
 @click.option(
@@ -587,6 +594,7 @@ def queue(
     priorities: tuple[str, ...],
     account: str | None,
     waiting_on: str | None,
+    sla_breached: bool | None,
     sort: str,
     limit: int,
     as_of: str | None,
@@ -604,6 +612,7 @@ def queue(
             "priority": list(priorities) or None,
             "account": account,
             "waiting_on": waiting_on,
+            "sla_breached": sla_breached,
             "sort": sort,
             "limit": limit,
         }

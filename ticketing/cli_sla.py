@@ -22,7 +22,12 @@ from ticketing.domain.policies import VersionedSlaPolicy, policy_uuid
 from ticketing.domain.sla_definitions import build_policy
 from ticketing.domain.sla_policy import SlaMetric, SlaPolicy
 from ticketing.domain.values import Priority, SlaTier
-from ticketing.sla.policy_file import PolicyFile, PolicyFileError, load_policy_file
+from ticketing.sla.policy_file import (
+    PolicyFile,
+    PolicyFileError,
+    load_policy_file,
+    publish_commands,
+)
 
 _FILE = click.Path(exists=False, dir_okay=False, path_type=Path)
 
@@ -55,19 +60,11 @@ def publish(file: Path, actor: str | None, as_json: bool) -> None:
         and service.find_calendar(calendar_id) is None
     ):
         raise _unknown_calendar(policy_file, calendar_id)
-    who = _actor(actor)
-    published: list[dict[str, Any]] = []
-    for name, definition in policy_file.calendars.items():
-        reply = service.execute(
-            m.PublishCalendar(calendar_id=name, definition=definition, actor=who)
-        )
-        published.append(_outcome(reply, "calendar", name))
-    reply = service.execute(
-        m.PublishSlaPolicy(
-            policy_id=policy_file.policy_id, definition=policy_file.definition, actor=who
-        )
-    )
-    policy = _outcome(reply, "policy", policy_file.policy_id)
+    outcomes = [
+        _outcome(service.execute(command), *_subject(command))
+        for command in publish_commands(policy_file, _actor(actor))
+    ]
+    published, policy = outcomes[:-1], outcomes[-1]
     in_force = policy_file.policy_id == obj.settings.sla_policy
     if as_json:
         click.echo(json.dumps({**policy, "in_force": in_force, "calendars": published}))
@@ -183,6 +180,62 @@ def what_if_command(file: Path, since: str | None, until: str | None, as_json: b
         click.echo(f"{unmeasured} tickets had no pinned policy (unmeasured in the actual rows)")
 
 
+@sla.command("report")
+@click.option("--by", type=click.Choice(["tier", "priority", "team"]), help="Break down by.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def report(by: str | None, as_json: bool) -> None:
+    """SLA achievement = achieved / (achieved + breached) per metric, in the policy's business
+    hours and in calendar time, from the analysts' snapshot (clocks still running count in
+    neither)."""
+    from ticketing.processes import analytics_snapshot_path
+
+    rows = sla_report(analytics_snapshot_path(current_context().settings), by)
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    click.echo(sla_report_table(rows, by))
+
+
+def sla_report(snapshot: Path, by: str | None = None) -> list[dict[str, Any]]:
+    from projections.analytics.queries import SnapshotMissingError, open_readonly
+    from projections.analytics.sla import sla_achievement
+
+    try:
+        con = open_readonly(snapshot)
+    except SnapshotMissingError as error:
+        raise CliError("not_ready", str(error)) from error
+    try:
+        return sla_achievement(con, by)
+    finally:
+        con.close()
+
+
+def sla_report_table(rows: list[dict[str, Any]], by: str | None = None) -> str:
+    if not rows:
+        return "no SLA clocks yet: publish a policy (`ticketing sla publish`) and open tickets"
+
+    def pct(value: float | None) -> str | None:
+        return None if value is None else f"{value:.1%}"
+
+    lines = [
+        (
+            r["metric"],
+            *([r[by]] if by else []),
+            r["business_achieved"],
+            r["business_breached"],
+            pct(r["business_achievement"]),
+            r["calendar_achieved"],
+            r["calendar_breached"],
+            pct(r["calendar_achievement"]),
+            r["in_progress"],
+        )
+        for r in rows
+    ]
+    headers = ["metric", *([by] if by else []), "achieved", "breached", "achievement"]
+    calendar = ["achieved (24x7)", "breached (24x7)", "achievement (24x7)", "running"]
+    return output.table(lines, [*headers, *calendar])
+
+
 def register(group: click.Group) -> None:
     """Add `sla` to the main `ticketing` group."""
     group.add_command(sla)
@@ -223,6 +276,13 @@ def _outcome(reply: Reply, kind: str, name: str) -> dict[str, Any]:
         assert reply.error is not None
         raise CliError(reply.error.code, f"{kind} {name}: {reply.error.message}")
     return {"kind": kind, "id": name, "version": reply.version, "changed": bool(reply.events)}
+
+
+def _subject(command: m.Command) -> tuple[str, str]:
+    if isinstance(command, m.PublishCalendar):
+        return "calendar", command.calendar_id
+    assert isinstance(command, m.PublishSlaPolicy)
+    return "policy", command.policy_id
 
 
 def _time(text: str, option: str) -> datetime:

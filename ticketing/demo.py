@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from commands import models as m
 from commands.client import SyncTicketingClient
 from ticketing import output
 from ticketing.demo_day import support_day
@@ -42,6 +43,7 @@ def run_demo(
             counts = replay_log(settings, say, log, mapping)
         else:
             with SyncTicketingClient(endpoint, timeout=10) as client:
+                publish_example_policy(client, say)
                 counts = support_day(
                     lambda command: client.execute(command, retry_for=30, raise_errors=False),
                     tickets=tickets,
@@ -63,6 +65,10 @@ def run_demo(
             "KPIs (minutes; calendar time):" if log else "KPIs of the day (minutes; calendar time):"
         )
         say(show_kpis(settings))
+        if log is None:
+            say("")
+            say("SLA achievement (mappings/sla.example.toml; the monitor judges as of now):")
+            say(show_sla(settings))
         return counts
     finally:
         supervisor.stop()
@@ -156,6 +162,28 @@ def show_queue(settings: Settings, limit: int = 15) -> str:
         return output.queue_table(list_queue(reader, QueueQuery(limit=limit)))
     finally:
         reader.close()
+
+
+EXAMPLE_POLICY = Path(__file__).resolve().parents[1] / "mappings" / "sla.example.toml"
+
+
+def publish_example_policy(client: SyncTicketingClient, say: Callable[[str], None]) -> None:
+    """Business hours and tiered targets, so the queue shows due times and analytics SLA
+    achievement (skipped where the example file is not installed)."""
+    from ticketing.sla.policy_file import load_policy_file, publish_commands
+
+    if not EXAMPLE_POLICY.exists():
+        return
+    actor = m.ActorModel(kind="system", id="demo")
+    for command in publish_commands(load_policy_file(EXAMPLE_POLICY), actor):
+        client.execute(command, retry_for=30)
+    say(f"published the SLA policy in {EXAMPLE_POLICY.name}")
+
+
+def show_sla(settings: Settings) -> str:
+    from ticketing.cli_sla import sla_report, sla_report_table
+
+    return sla_report_table(sla_report(analytics_snapshot_path(settings)))
 
 
 def show_kpis(settings: Settings) -> str:

@@ -125,9 +125,21 @@ def queue_table(tickets: Sequence[Mapping[str, Any]]) -> str:
             t["account_id"],
             t["channel"],
             t["opened_at"][:16].replace("T", " "),
+            _sla(t),
             t["subject"],
         )
         for t in tickets
     ]
     headers = ["ticket", "priority", "status", "waiting", "team", "agent", "account", "channel"]
-    return table(rows, [*headers, "opened (UTC)", "subject"])
+    return table(rows, [*headers, "opened (UTC)", "sla", "subject"])
+
+
+def _sla(ticket: Mapping[str, Any]) -> str | None:
+    """`first_reply 10:30` for the next due clock, `BREACHED resolution` for breaches."""
+    parts = []
+    if ticket.get("sla_breached"):
+        parts.append("BREACHED " + ",".join(ticket["sla_breached"]))
+    if ticket.get("sla_due_at"):
+        due = str(ticket["sla_due_at"])[:16].replace("T", " ")
+        parts.append(f"{ticket.get('sla_next_metric')} due {due}")
+    return "; ".join(parts) or None

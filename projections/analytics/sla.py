@@ -128,3 +128,39 @@ def _priority(entries: list[Any]) -> str:
         if hasattr(entry, "priority"):
             return str(entry.priority)
     return "normal"
+
+
+SLA_GROUPS = ("tier", "priority", "team")
+
+
+def sla_achievement(con: Any, by: str | None = None) -> list[dict[str, Any]]:
+    """Achievement per metric (and per tier, priority or team), business and calendar time."""
+    if by is not None and by not in SLA_GROUPS:
+        raise ValueError(f"by must be one of {', '.join(SLA_GROUPS)}")
+    group = by or "NULL"
+    rows = con.execute(
+        f"SELECT metric, {group} AS grp, sum(business_achieved), sum(business_breached), "
+        "sum(calendar_achieved), sum(calendar_breached), sum(in_progress) "
+        "FROM kpi_sla_achievement GROUP BY ALL ORDER BY metric, grp NULLS LAST"
+    ).fetchall()
+    report = []
+    for metric, grp, b_ok, b_late, c_ok, c_late, running in rows:
+        entry: dict[str, Any] = {"metric": metric}
+        if by:
+            entry[by] = grp
+        entry.update(
+            business_achieved=int(b_ok),
+            business_breached=int(b_late),
+            business_achievement=_rate(b_ok, b_late),
+            calendar_achieved=int(c_ok),
+            calendar_breached=int(c_late),
+            calendar_achievement=_rate(c_ok, c_late),
+            in_progress=int(running),
+        )
+        report.append(entry)
+    return report
+
+
+def _rate(achieved: int, breached: int) -> float | None:
+    finished = int(achieved) + int(breached)
+    return round(int(achieved) / finished, 4) if finished else None
