@@ -157,3 +157,35 @@ def test_analytics_reports_achievement_in_business_and_calendar_time(
     assert result["kpi"] == [("first_reply", "business", "high", 1, 0, 1.0, 0, 1, 0.0, 1)]
     again = achievement(service, tmp_path / "b.duckdb", batch=1)
     assert again == result
+
+
+def test_the_sla_report_reads_the_analysts_snapshot(
+    service: CommandService, tmp_path: Path
+) -> None:
+    from projections.analytics.sla import sla_achievement
+    from ticketing.cli_sla import sla_report, sla_report_table
+
+    store = AnalyticsStore(tmp_path / "live.duckdb")
+    store.apply(events(service))
+    store.publish_snapshot(tmp_path / "snapshot.duckdb")
+    by_tier = sla_achievement(store.connection(), by="tier")
+    store.close()
+    rows = sla_report(tmp_path / "snapshot.duckdb", by="tier")
+    assert (
+        rows
+        == by_tier
+        == [
+            {
+                "metric": "first_reply",
+                "tier": "business",
+                "business_achieved": 1,
+                "business_breached": 0,
+                "business_achievement": 1.0,
+                "calendar_achieved": 0,
+                "calendar_breached": 1,
+                "calendar_achievement": 0.0,
+                "in_progress": 1,
+            }
+        ]
+    )
+    assert "100.0%" in sla_report_table(rows, "tier")
