@@ -118,7 +118,17 @@ def print_reply(reply: Reply, *, as_json: bool, brief: bool = False) -> None:
     if brief:
         click.echo(reply.ticket_id)
         return
-    subject = f"ticket {reply.ticket_id}" if reply.ticket_id else f"account {reply.account_id}"
+    subject = next(
+        f"{kind} {value}"
+        for kind, value in (
+            ("ticket", reply.ticket_id),
+            ("account", reply.account_id),
+            ("agent", reply.agent_id),
+            ("policy", reply.policy_id),
+            ("calendar", reply.calendar_id),
+        )
+        if value
+    )
     if not reply.events:
         click.echo(f"{subject} unchanged (version {reply.version})")
         return
@@ -176,6 +186,72 @@ def account_show(obj: Context, account_id: str, as_json: bool) -> None:
         click.echo(json.dumps(state))
     else:
         click.echo(output.table([list(state.values())], list(state)))
+
+
+# --- agents ------------------------------------------------------------------------------
+
+
+@cli.group()
+def agent() -> None:
+    """Agents the router assigns to: teams, availability and capacity (all recorded as events)."""
+
+
+@agent.command("join")
+@click.argument("agent_id")
+@click.option("--team", required=True, help="The team to join.")
+@command_options
+def agent_join(agent_id: str, team: str, **common: Any) -> None:
+    """Add an agent to a team (the first change about an agent registers them)."""
+    run_command("join_team", {"agent_id": agent_id, "team": team}, common)
+
+
+@agent.command("leave")
+@click.argument("agent_id")
+@click.option("--team", required=True, help="The team to leave.")
+@command_options
+def agent_leave(agent_id: str, team: str, **common: Any) -> None:
+    """Take an agent out of a team; they keep the tickets they hold."""
+    run_command("leave_team", {"agent_id": agent_id, "team": team}, common)
+
+
+@agent.command("availability")
+@click.argument("agent_id")
+@click.argument("availability", type=click.Choice(["available", "away"]))
+@command_options
+def agent_availability(agent_id: str, availability: str, **common: Any) -> None:
+    """Mark an agent available or away; the router skips agents who are away."""
+    run_command(
+        "set_agent_availability", {"agent_id": agent_id, "availability": availability}, common
+    )
+
+
+@agent.command("capacity")
+@click.argument("agent_id")
+@click.argument("capacity", type=int, required=False)
+@command_options
+def agent_capacity(agent_id: str, capacity: int | None, **common: Any) -> None:
+    """The most unsolved tickets the router gives an agent; leave it out for no limit."""
+    run_command("set_agent_capacity", {"agent_id": agent_id, "capacity": capacity}, common)
+
+
+@agent.command("show")
+@click.argument("agent_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def agent_show(obj: Context, agent_id: str, as_json: bool) -> None:
+    """Show an agent's teams, availability and capacity."""
+    found = obj.service.find_agent(agent_id)
+    if found is None:
+        raise CliError("not_found", f"agent {agent_id!r} not found")
+    state = found.as_dict()
+    if as_json:
+        click.echo(json.dumps(state))
+    else:
+        click.echo(
+            output.table(
+                [[json.dumps(v) if isinstance(v, list) else v for v in state.values()]], list(state)
+            )
+        )
 
 
 # --- tickets -----------------------------------------------------------------------------

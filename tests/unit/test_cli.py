@@ -384,3 +384,32 @@ def test_a_successful_command_exits_zero_through_the_real_entry_point(
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert result.stdout == f"ticket {tid} -> version 2: TicketTagged: tags=vpn\n"
+
+
+def test_agent_roster_changes_are_events_and_show_reads_them(ticketing: Cli) -> None:
+    joined = ticketing.reply("agent", "join", "ana", "--team", "tier1")
+    assert joined["agent_id"] == "ana"
+    assert [e["type"] for e in joined["events"]] == ["AgentRegistered", "AgentJoinedTeam"]
+    ticketing.reply("agent", "availability", "ana", "away")
+    ticketing.reply("agent", "capacity", "ana", "4")
+    again = ticketing.reply("agent", "availability", "ana", "away")
+    assert again["events"] == []  # nothing changed, nothing recorded
+    state = json.loads(ticketing.ok("agent", "show", "ana", "--json"))
+    assert state == {
+        "agent_id": "ana",
+        "version": 4,
+        "teams": ["tier1"],
+        "availability": "away",
+        "capacity": 4,
+    }
+    assert "agent ana -> version 5" in ticketing.ok("agent", "leave", "ana", "--team", "tier1")
+
+
+def test_agent_bad_input_is_one_error_line(ticketing: Cli) -> None:
+    for args, code in (
+        (("agent", "capacity", "ana", "--", "-1"), "validation_error"),
+        (("agent", "show", "nobody"), "not_found"),
+    ):
+        result = ticketing.invoke(*args)
+        assert isinstance(result.exception, CliError), result.output
+        assert result.exception.code == code
