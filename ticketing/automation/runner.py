@@ -103,7 +103,10 @@ class AutomationLoop:
             return 0
         try:
             outcome = await deliver(item)
-        except RetryLater as error:
+        except Exception as error:  # a bad item must not stop the ones behind it
+            if not isinstance(error, RetryLater):
+                log.exception("delivering %s failed; will retry", item.key)
+                error = RetryLater(f"{type(error).__name__}: {error}")
             backoff = min(MAX_BACKOFF, timedelta(seconds=2 ** min(item.attempts, 8)))
             jitter = timedelta(seconds=random.uniform(0, backoff.total_seconds() / 2))
             await asyncio.to_thread(
