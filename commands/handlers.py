@@ -6,6 +6,8 @@ and the group-commit path share them."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -17,6 +19,16 @@ from ticketing.domain.agent import Agent
 from ticketing.domain.policies import VersionedCalendar, VersionedSlaPolicy
 from ticketing.domain.ticket import Ticket
 from ticketing.domain.values import Actor, ActorKind
+
+
+@dataclass(frozen=True)
+class SlaPin:
+    """The policy and calendar versions a new ticket is measured against."""
+
+    policy_id: str
+    policy_version: int
+    calendar_id: str | None
+    calendar_version: int | None
 
 
 class HandlerContext(Protocol):
@@ -36,7 +48,7 @@ class HandlerContext(Protocol):
 
     def find_agent(self, agent_id: str) -> Agent | None: ...
 
-    def policy_in_force(self) -> tuple[VersionedSlaPolicy, VersionedCalendar | None] | None: ...
+    def policy_in_force(self, moment: datetime) -> SlaPin | None: ...
 
 
 def _actor(command: m.Command) -> Actor:
@@ -84,14 +96,13 @@ def open_ticket(cmd: m.OpenTicket, ctx: HandlerContext) -> Ticket:
         at=cmd.occurred_at,
         command_id=cmd.command_id,
     )
-    in_force = ctx.policy_in_force()
-    if in_force is not None:
-        policy, calendar = in_force
+    pin = ctx.policy_in_force(ticket.opened_at)
+    if pin is not None:
         ticket.apply_sla_policy(
-            policy_id=policy.policy_id,
-            policy_version=policy.version,
-            calendar_id=calendar.calendar_id if calendar else None,
-            calendar_version=calendar.version if calendar else None,
+            policy_id=pin.policy_id,
+            policy_version=pin.policy_version,
+            calendar_id=pin.calendar_id,
+            calendar_version=pin.calendar_version,
             actor=Actor(ActorKind.SYSTEM, "sla"),
             at=ticket.opened_at,
             command_id=cmd.command_id,

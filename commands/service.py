@@ -8,6 +8,7 @@ import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -19,7 +20,7 @@ from commands import models as m
 from commands.application import TicketingApplication
 from commands.command_log import CommandRecord, command_record_id, ticket_id_for
 from commands.erasure import erase_comment_text
-from commands.handlers import HANDLERS, Aggregate, check_version
+from commands.handlers import HANDLERS, Aggregate, SlaPin, check_version
 from commands.replies import Reply
 from ticketing.domain import errors
 from ticketing.domain.account import Account, account_uuid
@@ -178,13 +179,19 @@ class CommandService:
     def find_agent(self, agent_id: str) -> Agent | None:
         return self._find(agent_uuid(agent_id), Agent)
 
-    def policy_in_force(self) -> tuple[VersionedSlaPolicy, VersionedCalendar | None] | None:
-        """The configured policy's latest version and its calendar's, if it was published."""
+    def policy_in_force(self, moment: datetime) -> SlaPin | None:
+        """The configured policy's version in force at `moment` and its calendar's."""
         policy = self.find_policy(self.sla_policy_id)
-        if policy is None:
+        version = policy.version_at(moment) if policy else None
+        if policy is None or version is None:
             return None
-        calendar_id = policy.definition.get("calendar")
-        return policy, self.find_calendar(calendar_id) if calendar_id else None
+        number, definition = version
+        calendar_id = definition.get("calendar")
+        calendar = self.find_calendar(calendar_id) if calendar_id else None
+        calendar_version = None
+        if calendar is not None:  # a calendar dated after the policy: its first version
+            calendar_version = (calendar.version_at(moment) or calendar.versions[0])[0]
+        return SlaPin(policy.policy_id, number, calendar_id, calendar_version)
 
     def _find(self, aggregate_id: UUID, kind: type[_A]) -> _A | None:
         try:

@@ -46,10 +46,16 @@ def sla() -> None:
     show_default="agent:<your login>",
     help="Who publishes, as KIND:ID.",
 )
+@click.option(
+    "--at",
+    "in_force_from",
+    help="In force from this time (ISO 8601 with a zone; default now). Tickets opened from "
+    "then on use it; a future time schedules the change, a past one covers backfilled history.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was published as JSON.")
-def publish(file: Path, actor: str | None, as_json: bool) -> None:
+def publish(file: Path, actor: str | None, in_force_from: str | None, as_json: bool) -> None:
     """Publish FILE's calendars, then its policy. An unchanged definition records nothing; a
-    changed one is the next version, used by tickets opened from now on."""
+    changed one is the next version, used by tickets opened from its time on."""
     policy_file = _load(file)
     obj = current_context()
     service = obj.service
@@ -62,7 +68,9 @@ def publish(file: Path, actor: str | None, as_json: bool) -> None:
         raise _unknown_calendar(policy_file, calendar_id)
     outcomes = [
         _outcome(service.execute(command), *_subject(command))
-        for command in publish_commands(policy_file, _actor(actor))
+        for command in publish_commands(
+            policy_file, _actor(actor), _time(in_force_from, "--at") if in_force_from else None
+        )
     ]
     published, policy = outcomes[:-1], outcomes[-1]
     in_force = policy_file.policy_id == obj.settings.sla_policy

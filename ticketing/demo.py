@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from commands import models as m
 from commands.client import SyncTicketingClient
 from ticketing import output
-from ticketing.demo_day import support_day
+from ticketing.demo_day import DEMO_DAY, support_day
 from ticketing.nats_connect import connect, resolve_endpoint
 from ticketing.processes import analytics_snapshot_path, queue_path
 from ticketing.settings import Settings
@@ -43,7 +44,7 @@ def run_demo(
             counts = replay_log(settings, say, log, mapping)
         else:
             with SyncTicketingClient(endpoint, timeout=10) as client:
-                publish_example_policy(client, say)
+                publish_example_policy(client, say, in_force_from=DEMO_DAY - timedelta(hours=1))
                 counts = support_day(
                     lambda command: client.execute(command, retry_for=30, raise_errors=False),
                     tickets=tickets,
@@ -167,15 +168,19 @@ def show_queue(settings: Settings, limit: int = 15) -> str:
 EXAMPLE_POLICY = Path(__file__).resolve().parents[1] / "mappings" / "sla.example.toml"
 
 
-def publish_example_policy(client: SyncTicketingClient, say: Callable[[str], None]) -> None:
-    """Business hours and tiered targets, so the queue shows due times and analytics SLA
-    achievement (skipped where the example file is not installed)."""
+def publish_example_policy(
+    client: SyncTicketingClient, say: Callable[[str], None], *, in_force_from: datetime
+) -> None:
+    """Business hours and tiered targets, in force from before the simulated day, so the
+    queue shows due times and analytics SLA achievement (skipped where the example file is
+    not installed)."""
     from ticketing.sla.policy_file import load_policy_file, publish_commands
 
     if not EXAMPLE_POLICY.exists():
         return
     actor = m.ActorModel(kind="system", id="demo")
-    for command in publish_commands(load_policy_file(EXAMPLE_POLICY), actor):
+    policy_file = load_policy_file(EXAMPLE_POLICY)
+    for command in publish_commands(policy_file, actor, in_force_from):
         client.execute(command, retry_for=30)
     say(f"published the SLA policy in {EXAMPLE_POLICY.name}")
 

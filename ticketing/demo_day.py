@@ -57,12 +57,16 @@ class _Clock:
         return self.now
 
 
+DEMO_DAY = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+"""When the simulated day starts (its events carry times from then on)."""
+
+
 def support_day(
     send: Callable[[m.Command], Reply],
     *,
     tickets: int = 80,
     seed: int = 7,
-    day: datetime = datetime(2026, 11, 24, 8, 0, tzinfo=UTC),
+    day: datetime = DEMO_DAY,
 ) -> dict[str, int]:
     """Issue the day's commands through `send`; returns counts of what happened."""
     rng = random.Random(seed)

@@ -123,13 +123,16 @@ def test_a_changed_file_is_version_2_and_open_tickets_keep_version_1(
     ticketing: Cli, files: Path
 ) -> None:
     path = write(files, "sla.toml", policy_text(60))
-    ticketing.ok("sla", "publish", str(path))
+    ticketing.ok("sla", "publish", str(path), "--at", "2026-03-01T00:00:00Z")
     ticketing.ok("account", "create", "acme", "--name", "Acme", "--tier", "business")
     before = open_ticket(ticketing, "2026-03-02T09:00:00Z")
 
     path.write_text(policy_text(30))
-    published = ticketing.ok("sla", "publish", str(path))
+    published = ticketing.ok("sla", "publish", str(path), "--at", "2026-03-02T09:30:00Z")
     after = open_ticket(ticketing, "2026-03-02T10:00:00Z")
+    # A ticket opened afterwards but dated before version 2's time is measured by version 1
+    backfilled = open_ticket(ticketing, "2026-03-02T09:15:00Z")
+    assert pin(ticketing, backfilled)["policy_version"] == 1
 
     assert "policy default version 2 published" in published
     assert (pin(ticketing, before)["policy_version"], pin(ticketing, after)["policy_version"]) == (
@@ -176,7 +179,8 @@ def test_what_if_compares_a_stricter_policy_with_the_pinned_one(
     ticketing.ok("account", "create", "acme", "--name", "Acme", "--tier", "business")
     unpinned = open_ticket(ticketing, "2026-03-02T08:00:00Z")
     reply(ticketing, unpinned, "2026-03-02T08:10:00Z")
-    ticketing.ok("sla", "publish", str(write(files, "now.toml", policy_text(60))))
+    now_toml = write(files, "now.toml", policy_text(60))
+    ticketing.ok("sla", "publish", str(now_toml), "--at", "2026-03-02T08:30:00Z")
     ticket = open_ticket(ticketing, "2026-03-02T09:00:00Z")
     reply(ticketing, ticket, "2026-03-02T09:45:00Z")
     stricter = write(files, "strict.toml", policy_text(30))
@@ -218,7 +222,8 @@ def test_what_if_compares_a_stricter_policy_with_the_pinned_one(
 
 def test_what_if_uses_the_published_calendar_across_a_weekend(ticketing: Cli, files: Path) -> None:
     # Given: office hours published; opened Friday 16:30, answered Monday 09:45 (75 minutes)
-    ticketing.ok("sla", "publish", str(write(files, "office.toml", policy_text(90, inline=True))))
+    office = write(files, "office.toml", policy_text(90, inline=True))
+    ticketing.ok("sla", "publish", str(office), "--at", "2026-03-01T00:00:00Z")
     ticketing.ok("account", "create", "acme", "--name", "Acme", "--tier", "business")
     ticket = open_ticket(ticketing, "2026-03-06T16:30:00Z")
     reply(ticketing, ticket, "2026-03-09T09:45:00Z")

@@ -28,13 +28,13 @@ class Drill:
     def __init__(self, service: CommandService, path: Path) -> None:
         self.service = service
         self.path = path
-        self.store = AutomationStore(path, SlaMonitor())
+        self.store = AutomationStore(path, SlaMonitor(settle_seconds=0))
         self.sent: list[dict[str, Any]] = []
 
     def restart(self) -> None:
         """A new monitor process on the same state file."""
         self.store.close()
-        self.store = AutomationStore(self.path, SlaMonitor())
+        self.store = AutomationStore(self.path, SlaMonitor(settle_seconds=0))
 
     def catch_up(self) -> None:
         position = self.store.position()
@@ -45,11 +45,16 @@ class Drill:
         """Fold what is new, fire timers at `now`, deliver the commands; return their events."""
         self.catch_up()
         self.store.tick(now)
+        return self.deliver(now)
+
+    def deliver(self, now: datetime) -> list[dict[str, Any]]:
+        """Send the outbox as the command deliverer does (a stale judgement is final)."""
         recorded: list[dict[str, Any]] = []
         for item in self.store.due(now):
             reply = self.service.execute_raw(item.body["name"], item.body["payload"])
-            assert reply.ok, reply.as_dict()
-            self.store.delivered(item, "ok", now)
+            stale = reply.error is not None and reply.error.code == "version_conflict"
+            assert reply.ok or stale, reply.as_dict()
+            self.store.delivered(item, "ok" if reply.ok else "stale", now)
             self.sent.append(item.body)
             recorded.extend(reply.events)
         self.catch_up()
@@ -228,3 +233,44 @@ def test_tickets_opened_before_a_policy_change_keep_their_version(drill: Drill) 
     breached = drill.at(MONDAY_9 + timedelta(minutes=61))
     assert [(e["aggregate_id"], e["type"]) for e in breached] == [(old, "SlaBreached")]
     assert new != old
+
+
+def test_a_judgement_that_raced_a_late_reply_is_refused_and_judged_again(drill: Drill) -> None:
+    # Given a breach judged at 61 minutes and queued, but not yet delivered…
+    publish(drill.service, {"default": {"first_reply": 60}})
+    ticket = open_ticket(drill.service)
+    drill.catch_up()
+    drill.store.tick(MONDAY_9 + timedelta(minutes=61))
+    # …when a reply dated at 30 minutes lands first (a backfill, a slow client)
+    ok(
+        drill.service,
+        m.AddComment(
+            ticket_id=ticket,
+            body="Answered on the phone",
+            actor=AGENT,
+            occurred_at=MONDAY_9 + timedelta(minutes=30),
+        ),
+    )
+    stale = drill.deliver(MONDAY_9 + timedelta(minutes=61))
+    again = drill.at(MONDAY_9 + timedelta(minutes=62))
+    # Then the stale breach is refused and the new judgement finds the target met in time
+    assert stale == [] and again == []
+    assert [body["name"] for body in drill.sent] == ["record_sla_breach"]
+
+
+def test_a_late_sla_record_never_blocks_backfilled_history(drill: Drill) -> None:
+    # Given a breach recorded "now" for a ticket whose history is still being backfilled
+    publish(drill.service, {"default": {"first_reply": 60}})
+    ticket = open_ticket(drill.service)
+    breached = drill.at(MONDAY_9 + timedelta(days=2))
+    assert kinds(breached) == [("SlaBreached", "first_reply", 0)]
+    # When older history arrives after it, it is accepted (a record is not a change)
+    ok(
+        drill.service,
+        m.ChangeStatus(
+            ticket_id=ticket,
+            status="pending",
+            actor=AGENT,
+            occurred_at=MONDAY_9 + timedelta(hours=3),
+        ),
+    )

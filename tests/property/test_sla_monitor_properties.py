@@ -53,13 +53,13 @@ def command(kind: str, ticket: str, at: datetime) -> m.Command | None:
 class Monitor:
     def __init__(self, service: CommandService, path: Path) -> None:
         self.service, self.path = service, path
-        self.store = AutomationStore(path, SlaMonitor())
+        self.store = AutomationStore(path, SlaMonitor(settle_seconds=0))
 
     def restart(self, lose_state: bool) -> None:
         self.store.close()
         if lose_state:
             self.path.unlink()
-        self.store = AutomationStore(self.path, SlaMonitor())
+        self.store = AutomationStore(self.path, SlaMonitor(settle_seconds=0))
 
     def tick(self, now: datetime) -> None:
         position = self.store.position()

@@ -26,6 +26,10 @@ WEEKDAYS_9_TO_5 = BusinessCalendar.create(
 )
 
 
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+"""Policies are published in force from before every ticket here."""
+
+
 def utc(day: int, hour: int, minute: int = 0) -> datetime:
     """A time in March 2026 (the 2nd is a Monday, the 6th a Friday, the 9th a Monday)."""
     return datetime(2026, 3, day, hour, minute, tzinfo=UTC)
@@ -38,7 +42,8 @@ def ok(service: CommandService, command: m.Command) -> Reply:
 
 
 def publish(service: CommandService, **targets: int) -> None:
-    ok(service, m.PublishSlaPolicy(policy_id="default", definition={"default": targets}))
+    definition = {"default": targets}
+    ok(service, m.PublishSlaPolicy(policy_id="default", definition=definition, occurred_at=EPOCH))
 
 
 def account(service: CommandService, account_id: str = "acme", tier: str = "business") -> None:

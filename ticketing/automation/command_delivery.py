@@ -1,8 +1,10 @@
 """Delivers outbox commands to the command service over NATS request/reply.
 
-A refused command (the ticket moved on, was closed, …) is delivered: the refusal is its
-outcome and retrying cannot change it. Only an unavailable service, a timeout or a write
-conflict is retried; the command id is part of the action, so a retry has at most one effect."""
+A refused command (the ticket was closed, …) is delivered: the refusal is its outcome and
+retrying cannot change it; so is a stale one (it named an `expected_version` the aggregate
+has moved past: its sender decides again from the newer state). Only an unavailable service,
+a timeout or another write conflict is retried; the command id is part of the action, so a
+retry has at most one effect."""
 
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ def command_deliverer(client: TicketingClient) -> Deliver:
         if reply.ok:
             return f"ok: {name} v{reply.version}"
         code = reply.error.code if reply.error else "unknown"
+        if code == "version_conflict" and payload.get("expected_version") is not None:
+            return f"stale: {name}: the aggregate moved on since the decision"
         if code in _RETRIED_CODES:
             raise RetryLater(f"{name}: {code}")
         return f"refused: {name}: {code}"

@@ -12,12 +12,16 @@ runs unbreached.
 
 Exactly one breach per target: the command id is `sla:<ticket>:<kind>:<metric>:<cycle>` and
 the ticket records a metric cycle's breach once, so neither a redelivered event, a repeated
-timer nor a restarted monitor can record it twice."""
+timer nor a restarted monitor can record it twice. Never a judgement on half a history: a
+ticket is judged only once its events have settled (`SETTLE_SECONDS` without news), and each
+record carries the ticket version it was judged at (`expected_version`), so one that raced a
+new event is refused as stale and judged again."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -42,11 +46,17 @@ CREATE TABLE IF NOT EXISTS sla_catalog (id INTEGER PRIMARY KEY CHECK (id = 1), b
 CREATE TABLE IF NOT EXISTS sla_tickets (
     ticket_id TEXT PRIMARY KEY,
     state TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    folded_at REAL NOT NULL,
     check_at TEXT
 );
 CREATE INDEX IF NOT EXISTS sla_tickets_check ON sla_tickets (check_at)
     WHERE check_at IS NOT NULL;
 """
+
+SETTLE_SECONDS = 1.0
+"""A ticket is judged only once nothing has arrived for it for this long (real time), so a
+history written in one go (an import, a backfill, a demo) is judged whole, not half-way."""
 
 
 class SlaMonitor:
@@ -55,10 +65,16 @@ class SlaMonitor:
     name = "sla-monitor"
     schema = _SCHEMA
 
+    def __init__(
+        self, *, settle_seconds: float = SETTLE_SECONDS, wall: Callable[[], float] = time.time
+    ) -> None:
+        self.settle_seconds = settle_seconds
+        self.wall = wall
+
     def fold(self, events: Sequence[StreamEvent], db: sqlite3.Connection) -> list[Action]:
         catalog = load_catalog(db)
         catalog_changed = False
-        touched: dict[str, TicketSla] = {}
+        touched: dict[str, tuple[TicketSla, int]] = {}
         for event in events:
             payload = event.payload
             if catalog.add(payload):
@@ -67,31 +83,36 @@ class SlaMonitor:
             if AGGREGATE_KIND_OF.get(payload.get("type", "")) != "ticket":
                 continue
             ticket_id = str(payload["aggregate_id"])
-            state = touched.get(ticket_id) or _load_ticket(db, ticket_id) or TicketSla()
-            if state.add(payload):
-                touched[ticket_id] = state
+            state, version = touched.get(ticket_id) or _load_ticket(db, ticket_id)
+            state.add(payload)
+            # Any change, even one the clocks ignore, makes a judgement in flight stale.
+            touched[ticket_id] = (state, max(version, int(payload.get("version") or 0)))
         if catalog_changed:
             db.execute("INSERT OR REPLACE INTO sla_catalog VALUES (1, ?)", (catalog.to_json(),))
+        folded_at = self.wall()
         db.executemany(
-            "INSERT OR REPLACE INTO sla_tickets VALUES (?, ?, ?)",
-            [(tid, state.to_json(), CHECK_NOW) for tid, state in touched.items()],
+            "INSERT OR REPLACE INTO sla_tickets VALUES (?, ?, ?, ?, ?)",
+            [
+                (tid, state.to_json(), version, folded_at, CHECK_NOW)
+                for tid, (state, version) in touched.items()
+            ],
         )
         return []
 
     def tick(self, db: sqlite3.Connection, now: datetime) -> list[Action]:
         catalog = load_catalog(db)
         rows = db.execute(
-            "SELECT ticket_id, state FROM sla_tickets WHERE check_at IS NOT NULL "
-            "AND check_at <= ? ORDER BY check_at LIMIT 5000",
-            (iso(now),),
+            "SELECT ticket_id, state, version FROM sla_tickets WHERE check_at IS NOT NULL "
+            "AND check_at <= ? AND folded_at <= ? ORDER BY check_at LIMIT 5000",
+            (iso(now), self.wall() - self.settle_seconds),
         ).fetchall()
         actions: list[Action] = []
         updates: list[tuple[str | None, str]] = []
-        for ticket_id, text in rows:
+        for ticket_id, text, version in rows:
             state = TicketSla.from_json(text)
-            actions.extend(
-                sla_command(ticket_id, due, now) for due in state.due_actions(catalog, now)
-            )
+            # Each record appends one event, delivered in order: the next expects the one after.
+            due_now = enumerate(state.due_actions(catalog, now))
+            actions.extend(sla_command(ticket_id, version + n, due, now) for n, due in due_now)
             wakeup = state.next_wakeup(catalog, now)
             updates.append((iso(wakeup) if wakeup else None, ticket_id))
         db.executemany("UPDATE sla_tickets SET check_at = ? WHERE ticket_id = ?", updates)
@@ -103,18 +124,25 @@ def load_catalog(db: sqlite3.Connection) -> SlaCatalog:
     return SlaCatalog.from_json(row[0]) if row else SlaCatalog()
 
 
-def _load_ticket(db: sqlite3.Connection, ticket_id: str) -> TicketSla | None:
-    row = db.execute("SELECT state FROM sla_tickets WHERE ticket_id = ?", (ticket_id,)).fetchone()
-    return TicketSla.from_json(row[0]) if row else None
+def _load_ticket(db: sqlite3.Connection, ticket_id: str) -> tuple[TicketSla, int]:
+    row = db.execute(
+        "SELECT state, version FROM sla_tickets WHERE ticket_id = ?", (ticket_id,)
+    ).fetchone()
+    return (TicketSla.from_json(row[0]), int(row[1])) if row else (TicketSla(), 0)
 
 
-def sla_command(ticket_id: str, due: DueAction, now: datetime) -> Action:
-    """The command recording one due warning or breach; its id makes it happen once."""
+def sla_command(ticket_id: str, version: int, due: DueAction, now: datetime) -> Action:
+    """The command recording one due warning or breach, judged at ticket `version`.
+
+    Its id makes it happen once. It carries `expected_version`, so if the ticket changed after
+    the judgement (a reply arriving just then) the service refuses it as stale and the monitor
+    judges again with the news; the outbox key names the version for that second judgement."""
     command_id = f"sla:{ticket_id}:{due.kind}:{due.metric}:{due.cycle}"
     payload: dict[str, Any] = {
         "command_id": command_id,
         "actor": ACTOR,
         "occurred_at": now.isoformat(),
+        "expected_version": version,
         "ticket_id": ticket_id,
         "metric": due.metric,
         "cycle": due.cycle,
@@ -125,7 +153,7 @@ def sla_command(ticket_id: str, due: DueAction, now: datetime) -> Action:
         payload["threshold"] = due.threshold
     else:
         name = "record_sla_breach"
-    return Action(command_id, "command", command_action_body(name, payload))
+    return Action(f"{command_id}@{version}", "command", command_action_body(name, payload))
 
 
 async def run(settings: Settings, stop: asyncio.Event, say: Callable[[str], None]) -> None:

@@ -2,8 +2,11 @@
 
 Each is an aggregate named by a readable id; every publish that changes the definition is a new
 version (the aggregate version). A ticket is measured against the policy version, and that
-policy's calendar version, in force when it was opened (`SlaPolicyApplied` pins both), so
-publishing a new version never moves the due times of tickets already open.
+policy's calendar version, in force when it was opened (`SlaPolicyApplied` pins both; "in
+force" compares world times: a version's `occurred_at` with the ticket's opening), so
+publishing a new version never moves the due times of tickets already open, a version dated
+in the future takes effect then, and imported history older than the first version is not
+measured.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ class _Versioned(ChainedAggregate):
         self.definition: dict[str, Any] = {}
         self.published_at = utc_now()
         self.chain_head = GENESIS_HASH
+        self.versions: list[tuple[int, datetime, dict[str, Any]]] = []
+        """Every version: (number, in force from, definition)."""
 
     def revise(
         self,
@@ -65,6 +70,14 @@ class _Versioned(ChainedAggregate):
         self.definition = event.definition
         self.published_at = event.occurred_at
         self.chain_head = event.event_hash
+        self.versions.append((event.originator_version, event.occurred_at, event.definition))
+
+    def version_at(self, moment: datetime) -> tuple[int, dict[str, Any]] | None:
+        """The version in force at `moment` (world time): the latest one published at or
+        before it, so a version published with a future `occurred_at` is a scheduled change
+        and history older than the first version is not measured."""
+        in_force = [(n, d) for n, at, d in self.versions if at <= moment]
+        return max(in_force, key=lambda pair: pair[0]) if in_force else None
 
     def _moment(self, at: datetime | None) -> datetime:
         return as_utc(at) if at else max(utc_now(), self.published_at)

@@ -40,6 +40,9 @@ from ticketing.domain.values import (
     Visibility,
 )
 
+SLA_RECORDS = (SlaWarningIssued, SlaBreached)
+"""Measurements about a ticket rather than changes to it (see `_sla_moment`)."""
+
 
 class _Keep:
     """Marks an assignment field the caller did not mention (as opposed to `None`, unassign)."""
@@ -443,9 +446,10 @@ class Ticket(ChainedAggregate):
         )
 
     def _sla_moment(self, at: datetime | None) -> datetime:
-        """A monitor's clock may trail the ticket's latest change by a moment; its records are
-        dated no earlier than that change (the breach instant itself is in `due_at`)."""
-        return max(as_utc(at), self.last_occurred_at) if at else self._moment(None)
+        """SLA records are measurements, not changes: dated when the monitor made them (the
+        breach instant itself is in `due_at`), and they never hold back changes dated earlier
+        (history imported or backfilled while the monitor runs)."""
+        return as_utc(at) if at else utc_now()
 
     # --- state ----------------------------------------------------------------------------
 
@@ -454,8 +458,7 @@ class Ticket(ChainedAggregate):
         if isinstance(event, TicketOpened):
             self._open(event)
             return
-        self.last_occurred_at = event.occurred_at
-        self.chain_head = event.event_hash
+        self._follow(event)
         match event:
             case TicketCategorized():
                 self.category = event.category
@@ -482,6 +485,12 @@ class Ticket(ChainedAggregate):
                 self.tags = [t for t in self.tags if t not in event.tags]
             case SlaPolicyApplied() | SlaWarningIssued() | SlaBreached():
                 self._evolve_sla(event)
+
+    def _follow(self, event: Any) -> None:
+        """Chain to the event and, unless it is an SLA record, move the ticket's time on."""
+        if not isinstance(event, SLA_RECORDS):
+            self.last_occurred_at = event.occurred_at
+        self.chain_head = event.event_hash
 
     def _evolve_sla(self, event: SlaPolicyApplied | SlaWarningIssued | SlaBreached) -> None:
         match event:

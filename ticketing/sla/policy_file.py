@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -132,13 +133,21 @@ def _file_field(error: ValidationError, prefix: str) -> str:
     return name.removeprefix(prefix)
 
 
-def publish_commands(policy_file: PolicyFile, actor: m.ActorModel) -> list[m.Command]:
-    """The file's calendars, then its policy: the commands `sla publish` sends."""
+def publish_commands(
+    policy_file: PolicyFile, actor: m.ActorModel, in_force_from: datetime | None = None
+) -> list[m.Command]:
+    """The file's calendars, then its policy: the commands `sla publish` sends, dated
+    `in_force_from` (default: now) since that is when the versions take effect."""
     calendars: list[m.Command] = [
-        m.PublishCalendar(calendar_id=name, definition=definition, actor=actor)
+        m.PublishCalendar(
+            calendar_id=name, definition=definition, actor=actor, occurred_at=in_force_from
+        )
         for name, definition in policy_file.calendars.items()
     ]
     policy = m.PublishSlaPolicy(
-        policy_id=policy_file.policy_id, definition=policy_file.definition, actor=actor
+        policy_id=policy_file.policy_id,
+        definition=policy_file.definition,
+        actor=actor,
+        occurred_at=in_force_from,
     )
     return [*calendars, policy]
