@@ -8,7 +8,7 @@ a deadline passing in silence shows up when the monitor's SlaBreached event arri
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,11 +36,25 @@ class TouchedTicket:
     as_of: datetime
 
 
+Insert = Callable[[str, list[tuple[Any, ...]]], None]
+"""Appends rows to a table: executemany for SQLite, an Arrow batch for DuckDB."""
+
+
+def executemany_insert(db: Any) -> Insert:
+    def insert(table: str, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            marks = ",".join("?" for _ in rows[0])
+            db.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+
+    return insert
+
+
 class SlaFold:
     """Folds a batch into the catalog and per-ticket SLA state of one database connection."""
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Any, insert: Insert | None = None) -> None:
         self.db = db
+        self.insert = insert or executemany_insert(db)
 
     def catalog(self) -> SlaCatalog:
         row = self.db.execute("SELECT body FROM sla_catalog WHERE id = 1").fetchone()
@@ -48,23 +62,25 @@ class SlaFold:
 
     def apply(self, payloads: Iterable[dict[str, Any]]) -> tuple[SlaCatalog, list[TouchedTicket]]:
         """Fold and save; returns the catalog and every touched ticket that has a pinned policy."""
+        batch = list(payloads)
         catalog = self.catalog()
         catalog_changed = False
-        states: dict[str, TicketSla] = {}
-        as_of: dict[str, datetime] = {}
+        ticket_ids = {
+            str(p["aggregate_id"])
+            for p in batch
+            if AGGREGATE_KIND_OF.get(p.get("type", "")) == "ticket"
+        }
+        loaded = self._load(ticket_ids)
+        states = {t: loaded[t][0] if t in loaded else TicketSla() for t in ticket_ids}
+        as_of = {t: loaded[t][1] for t in loaded}
         changed: set[str] = set()
-        for payload in payloads:
+        for payload in batch:
             if catalog.add(payload):
                 catalog_changed = True
                 continue
-            if AGGREGATE_KIND_OF.get(payload.get("type", "")) != "ticket":
-                continue
-            ticket_id = str(payload["aggregate_id"])
+            ticket_id = str(payload.get("aggregate_id"))
             if ticket_id not in states:
-                loaded = self._load(ticket_id)
-                states[ticket_id] = loaded[0] if loaded else TicketSla()
-                if loaded:
-                    as_of[ticket_id] = loaded[1]
+                continue
             if states[ticket_id].add(payload):
                 # As of the latest event the clocks read, so batch boundaries never matter.
                 changed.add(ticket_id)
@@ -74,22 +90,34 @@ class SlaFold:
             self.db.execute("DELETE FROM sla_catalog WHERE id = 1")
             self.db.execute("INSERT INTO sla_catalog VALUES (1, ?)", [catalog.to_json()])
         touched = [TouchedTicket(t, states[t], as_of[t]) for t in sorted(changed)]
-        if touched:
-            ids = [t.ticket_id for t in touched]
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" for _ in chunk)
-                self.db.execute(f"DELETE FROM sla_state WHERE ticket_id IN ({marks})", chunk)
-            self.db.executemany(
-                "INSERT INTO sla_state VALUES (?, ?, ?)",
-                [(t.ticket_id, t.sla.to_json(), t.as_of.isoformat()) for t in touched],
-            )
+        delete_where_in(self.db, "sla_state", [t.ticket_id for t in touched])
+        self.insert(
+            "sla_state", [(t.ticket_id, t.sla.to_json(), t.as_of.isoformat()) for t in touched]
+        )
         return catalog, [t for t in touched if t.sla.pin is not None]
 
-    def _load(self, ticket_id: str) -> tuple[TicketSla, datetime] | None:
-        row = self.db.execute(
-            "SELECT state, as_of FROM sla_state WHERE ticket_id = ?", [ticket_id]
-        ).fetchone()
-        if row is None:
-            return None
-        return TicketSla.from_json(row[0]), datetime.fromisoformat(row[1])
+    def _load(self, ticket_ids: Iterable[str]) -> dict[str, tuple[TicketSla, datetime]]:
+        ids = sorted(ticket_ids)
+        found: dict[str, tuple[TicketSla, datetime]] = {}
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            rows = self.db.execute(
+                "SELECT ticket_id, state, as_of FROM sla_state "
+                f"WHERE ticket_id IN ({','.join('?' for _ in chunk)})",
+                chunk,
+            ).fetchall()
+            for ticket_id, state, as_of in rows:
+                found[ticket_id] = (TicketSla.from_json(state), datetime.fromisoformat(as_of))
+        return found
+
+
+CHUNK = 500
+
+
+def delete_where_in(db: Any, table: str, ticket_ids: list[str]) -> None:
+    """Delete a set of tickets' rows, a bounded number of parameters at a time."""
+    for start in range(0, len(ticket_ids), CHUNK):
+        chunk = ticket_ids[start : start + CHUNK]
+        db.execute(
+            f"DELETE FROM {table} WHERE ticket_id IN ({','.join('?' for _ in chunk)})", chunk
+        )

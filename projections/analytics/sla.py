@@ -12,8 +12,10 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
+import pyarrow as pa
+
 from projections.sla_fold import SCHEMA as FOLD_SCHEMA
-from projections.sla_fold import SlaFold, TouchedTicket
+from projections.sla_fold import Insert, SlaFold, TouchedTicket, delete_where_in
 from ticketing.domain.business_hours import CALENDAR_TIME
 from ticketing.domain.sla_policy import SlaClock
 from ticketing.sla.catalog import SlaCatalog
@@ -66,22 +68,30 @@ FROM clocks
 GROUP BY ALL
 """
 
-COLUMNS = 15
-
 
 def fold_ticket_sla(db: Any, payloads: Iterable[dict[str, Any]]) -> None:
     """Inside the analytics batch transaction: refresh `ticket_sla` for touched tickets."""
-    catalog, touched = SlaFold(db).apply(payloads)
-    rows = [row for ticket in touched for row in _rows(catalog, ticket)]
-    ids = [t.ticket_id for t in touched]
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ",".join("?" for _ in chunk)
-        db.execute(f"DELETE FROM ticket_sla WHERE ticket_id IN ({marks})", chunk)
-    if rows:
-        db.executemany(
-            f"INSERT INTO ticket_sla VALUES ({','.join('?' for _ in range(COLUMNS))})", rows
-        )
+    insert = arrow_insert(db)
+    catalog, touched = SlaFold(db, insert).apply(payloads)
+    delete_where_in(db, "ticket_sla", [t.ticket_id for t in touched])
+    insert("ticket_sla", [row for ticket in touched for row in _rows(catalog, ticket)])
+
+
+def arrow_insert(con: Any) -> Insert:
+    """DuckDB appends an Arrow batch far faster than row-by-row `executemany`."""
+
+    def insert(table: str, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        columns = [d[0] for d in con.execute(f"SELECT * FROM {table} LIMIT 0").description]
+        batch = pa.table({name: [row[i] for row in rows] for i, name in enumerate(columns)})
+        con.register("_sla_rows", batch)
+        try:
+            con.execute(f"INSERT INTO {table} SELECT * FROM _sla_rows")
+        finally:
+            con.unregister("_sla_rows")
+
+    return insert
 
 
 def _rows(catalog: SlaCatalog, ticket: TouchedTicket) -> list[tuple[Any, ...]]:

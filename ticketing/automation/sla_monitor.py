@@ -109,11 +109,11 @@ class SlaMonitor:
         actions: list[Action] = []
         updates: list[tuple[str | None, str]] = []
         for ticket_id, text, version in rows:
-            state = TicketSla.from_json(text)
+            judgement = TicketSla.from_json(text).judge(catalog, now)
             # Each record appends one event, delivered in order: the next expects the one after.
-            due_now = enumerate(state.due_actions(catalog, now))
+            due_now = enumerate(judgement.due)
             actions.extend(sla_command(ticket_id, version + n, due, now) for n, due in due_now)
-            wakeup = state.next_wakeup(catalog, now)
+            wakeup = judgement.next_look
             updates.append((iso(wakeup) if wakeup else None, ticket_id))
         db.executemany("UPDATE sla_tickets SET check_at = ? WHERE ticket_id = ?", updates)
         return actions

@@ -59,6 +59,11 @@ class BusinessCalendar:
     _holiday_list: tuple[date, ...] = field(init=False, repr=False, compare=False, hash=False)
     _day_time: tuple[timedelta, ...] = field(init=False, repr=False, compare=False, hash=False)
     _always_open: bool = field(init=False, repr=False, compare=False, hash=False)
+    _memo: dict[tuple[str, date], Any] = field(
+        init=False, repr=False, compare=False, hash=False, default_factory=dict
+    )
+    """Per-date results (UTC spans, regular-week totals): the same few weeks are asked about
+    for every ticket, and a calendar never changes."""
 
     def __post_init__(self) -> None:
         try:
@@ -238,6 +243,13 @@ class BusinessCalendar:
 
     def _intervals(self, day: date) -> list[tuple[datetime, datetime]]:
         """The UTC spans of one local date's open intervals (not yet de-overlapped)."""
+        key = ("intervals", day)
+        if key not in self._memo:
+            self._memo[key] = self._compute_intervals(day)
+        spans: list[tuple[datetime, datetime]] = self._memo[key]
+        return spans
+
+    def _compute_intervals(self, day: date) -> list[tuple[datetime, datetime]]:
         if day in self.holidays:
             return []
         spans = []
@@ -268,6 +280,13 @@ class BusinessCalendar:
         """Business time of the local week starting `monday` when one UTC offset holds all
         week (then every interval lasts its nominal length); `None` when the offset changes,
         and the week must be walked day by day."""
+        key = ("week", monday)
+        if key not in self._memo:
+            self._memo[key] = self._compute_week_time(monday)
+        week: timedelta | None = self._memo[key]
+        return week
+
+    def _compute_week_time(self, monday: date) -> timedelta | None:
         offset: timedelta | None = None
         for index in range(8):
             midnight = datetime.combine(monday + index * ONE_DAY, MIDNIGHT, tzinfo=self._zone)

@@ -71,6 +71,12 @@ class DueAction:
     """For a warning: the fraction of the target that had been used."""
 
 
+@dataclass(frozen=True)
+class Judgement:
+    due: list[DueAction]
+    next_look: datetime | None
+
+
 @dataclass
 class TicketSla:
     """A ticket's pinned policy, clock timeline and the SLA records already made."""
@@ -115,46 +121,42 @@ class TicketSla:
             return None
         return SlaClock(policy).evaluate(self.entries, now=now)
 
-    def due_actions(self, catalog: SlaCatalog, now: datetime) -> list[DueAction]:
-        """Breaches reached and warnings passed by `now` that are not recorded yet. A warning
-        is only worth sending while its clock still runs unbreached."""
+    def judge(self, catalog: SlaCatalog, now: datetime) -> Judgement:
+        """What is due at `now` and when to look again, from one evaluation of the clocks.
+
+        Due: breaches reached and warnings passed by `now` that are not recorded yet (a warning
+        is only worth sending while its clock still runs unbreached). Next look: the earliest
+        instant after `now` at which that could change if nothing else happens to the ticket
+        (None when no clock runs)."""
+        policy = self.policy(catalog)
         report = self.report(catalog, now)
-        if report is None or self.pin is None:
-            return []
+        if policy is None or report is None or self.pin is None:
+            return Judgement([], None)
         fraction = catalog.warning_at(self.pin)
-        actions: list[DueAction] = []
+        due: list[DueAction] = []
+        instants: list[datetime] = []
         for clock in all_clocks(report):
             key = (str(clock.metric), clock.cycle)
             if clock.state is ClockState.BREACHED and key not in self.breached:
                 assert clock.breached_at is not None
-                actions.append(DueAction("breach", key[0], key[1], clock.breached_at))
-            elif (
-                clock.state is ClockState.RUNNING
-                and key not in self.warned
-                and clock.elapsed_seconds >= fraction * clock.target_minutes * 60
-                and clock.due_at is not None
-            ):
-                actions.append(DueAction("warning", key[0], key[1], clock.due_at, fraction))
-        return actions
-
-    def next_wakeup(self, catalog: SlaCatalog, now: datetime) -> datetime | None:
-        """The earliest instant after `now` at which `due_actions` could change, if nothing else
-        happens to the ticket (None when no clock runs)."""
-        policy = self.policy(catalog)
-        report = self.report(catalog, now)
-        if policy is None or report is None or self.pin is None:
-            return None
-        fraction = catalog.warning_at(self.pin)
-        instants: list[datetime] = []
-        for clock in all_clocks(report):
+                due.append(DueAction("breach", key[0], key[1], clock.breached_at))
             if clock.state is not ClockState.RUNNING or clock.due_at is None:
                 continue
             instants.append(clock.due_at)
-            key = (str(clock.metric), clock.cycle)
+            if key in self.warned:
+                continue
             left = fraction * clock.target_minutes * 60 - clock.elapsed_seconds
-            if key not in self.warned and left > 0:
+            if left <= 0:
+                due.append(DueAction("warning", key[0], key[1], clock.due_at, fraction))
+            else:
                 instants.append(policy.calendar.add_business_seconds(now, left))
-        return min(instants, default=None)
+        return Judgement(due, min(instants, default=None))
+
+    def due_actions(self, catalog: SlaCatalog, now: datetime) -> list[DueAction]:
+        return self.judge(catalog, now).due
+
+    def next_wakeup(self, catalog: SlaCatalog, now: datetime) -> datetime | None:
+        return self.judge(catalog, now).next_look
 
     def to_json(self) -> str:
         return json.dumps(
