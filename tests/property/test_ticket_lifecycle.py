@@ -24,6 +24,8 @@ from ticketing.domain.errors import TicketingError
 from ticketing.domain.ticket import KEEP, Ticket
 from ticketing.domain.values import Actor, ActorKind, Priority, Status, Visibility
 
+SYSTEM = Actor(ActorKind.SYSTEM, "sla-monitor")
+
 # --- the model ------------------------------------------------------------------------------
 
 WORKING = {"open", "pending", "on_hold"}
@@ -65,6 +67,17 @@ class Model:
     reopen_count: int = 0
     comments: list[tuple[str | None, str]] = field(default_factory=list)
     """(body, visibility) of each comment in order; a redacted comment's body is None."""
+    warned: set[tuple[str, int]] = field(default_factory=set)
+    breached: set[tuple[str, int]] = field(default_factory=set)
+
+    def sla_record(self, kind: str, metric: str, cycle: int) -> list[str]:
+        """SLA records: once per metric cycle, no warning after a breach, accepted on closed
+        tickets, at any time (measurements never move the ticket's time on)."""
+        key = (metric, cycle)
+        if key in self.breached or (kind == "warning" and key in self.warned):
+            return []
+        (self.warned if kind == "warning" else self.breached).add(key)
+        return ["SlaWarningIssued" if kind == "warning" else "SlaBreached"]
 
     def _refuse_if_closed(self) -> None:
         if self.status == "closed":
@@ -536,6 +549,28 @@ class TicketMachine(RuleBasedStateMachine):
             when,
         )
 
+    @rule(
+        tracked=tickets,
+        kind=st.sampled_from(["warning", "breach"]),
+        metric=st.sampled_from(["first_reply", "next_reply", "resolution"]),
+        cycle=st.integers(min_value=0, max_value=2),
+        delta=st.integers(min_value=-600, max_value=600),
+    )
+    def record_sla(self, tracked: Tracked, kind: str, metric: str, cycle: int, delta: int) -> None:
+        when = tracked.when(delta)  # a monitor's clock may be behind or ahead of the ticket's
+        due = when - timedelta(minutes=5)
+
+        def command(ticket: Ticket, command_id: str) -> None:
+            cause: dict[str, Any] = {"actor": SYSTEM, "at": when, "command_id": command_id}
+            if kind == "warning":
+                ticket.record_sla_warning(
+                    metric=metric, cycle=cycle, due_at=due, threshold=0.75, **cause
+                )
+            else:
+                ticket.record_sla_breach(metric=metric, cycle=cycle, due_at=due, **cause)
+
+        self.run(tracked, lambda m: m.sla_record(kind, metric, cycle), command, SYSTEM, when)
+
     # --- invariants -----------------------------------------------------------------------
 
     @invariant()
@@ -562,6 +597,7 @@ class TicketMachine(RuleBasedStateMachine):
                 body is None for body, _ in model.comments
             ]
             assert state["updated_at"] == model.last_at.isoformat()
+            assert state["sla_breaches"] == [f"{m}#{c}" for m, c in sorted(model.breached)]
 
     @invariant()
     def version_counts_every_event(self) -> None:

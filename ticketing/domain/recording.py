@@ -26,11 +26,15 @@ class ChainedAggregate(Aggregate):
         actor: Actor,
         at: datetime | None,
         command_id: str,
+        *,
+        checked_time: datetime | None = None,
         **fields: Any,
     ) -> None:
+        """`checked_time` dates the event as given, skipping `_moment`'s rules (measurements
+        such as SLA records, which are not changes)."""
         content = {
             "actor": actor.as_dict(),
-            "occurred_at": self._moment(at),
+            "occurred_at": checked_time or self._moment(at),
             "command_id": command_id,
             **fields,
         }

@@ -413,8 +413,9 @@ class Ticket(ChainedAggregate):
         self._record(
             SlaWarningIssued,
             actor,
-            self._sla_moment(at),
+            at,
             command_id,
+            checked_time=self._sla_moment(at),
             metric=metric,
             cycle=cycle,
             due_at=as_utc(due_at).isoformat(),
@@ -438,8 +439,9 @@ class Ticket(ChainedAggregate):
         self._record(
             SlaBreached,
             actor,
-            self._sla_moment(at),
+            at,
             command_id,
+            checked_time=self._sla_moment(at),
             metric=metric,
             cycle=cycle,
             due_at=as_utc(due_at).isoformat(),
