@@ -12,15 +12,21 @@ from uuid import UUID
 
 from commands.application import TicketingApplication
 from projections.consumer import StreamEvent
-from projections.payloads import stored_payload
+from projections.payloads import stored_message, stored_payload
 from projections.relay import PUBLISHED_TOPICS
 
 BATCH = 20_000  # large batches: fewer transactions in the stores
 
 
 def stream_batches(
-    app: TicketingApplication, *, upto_sequence: int | None = None, batch: int = BATCH
+    app: TicketingApplication,
+    *,
+    upto_sequence: int | None = None,
+    batch: int = BATCH,
+    with_messages: bool = False,
 ) -> Iterator[list[StreamEvent]]:
+    """Published events in stream order, in batches; `with_messages` also gives each event
+    its `raw` message exactly as the relay publishes it (what the analytics facts keep)."""
     position, sequence = 0, 0
     read = _sqlite_rows if _is_sqlite(app) else _library_rows
     while upto_sequence is None or sequence < upto_sequence:
@@ -28,14 +34,28 @@ def stream_batches(
         rows = read(app, position, limit)
         if not rows:
             return
-        events = []
-        for notification_id, aggregate_id, version, topic, state in rows:
-            sequence += 1
-            payload: dict[str, Any] = stored_payload(app, topic, aggregate_id, version, state)
-            payload["notification_id"] = notification_id
-            events.append(StreamEvent(sequence, payload))
+        yield (_with_messages if with_messages else _events)(app, rows, sequence)
+        sequence += len(rows)
         position = rows[-1][0]
-        yield events
+
+
+def _events(app: TicketingApplication, rows: list[Row], sequence: int) -> list[StreamEvent]:
+    events = []
+    for notification_id, aggregate_id, version, topic, state in rows:
+        sequence += 1
+        payload: dict[str, Any] = stored_payload(app, topic, aggregate_id, version, state)
+        payload["notification_id"] = notification_id
+        events.append(StreamEvent(sequence, payload))
+    return events
+
+
+def _with_messages(app: TicketingApplication, rows: list[Row], sequence: int) -> list[StreamEvent]:
+    events = []
+    for notification_id, aggregate_id, version, topic, state in rows:
+        sequence += 1
+        payload, message = stored_message(app, topic, aggregate_id, version, state, notification_id)
+        events.append(StreamEvent(sequence, payload, message))
+    return events
 
 
 Row = tuple[int, Any, int, str, bytes]
@@ -91,19 +111,35 @@ def _library_rows(app: TicketingApplication, position: int, limit: int) -> list[
 
 def _sqlite_rows(app: TicketingApplication, position: int, limit: int) -> list[Row]:
     """The library's own query without building objects per row (5x cheaper per event); the
-    ids come back as the UUID text the payloads carry."""
+    ids come back as the UUID text the payloads carry, made by SQLite from the canonical hex
+    the library stores (any other spelling goes through `UUID`)."""
     recorder: Any = app.recorder
     marks = ",".join("?" for _ in PUBLISHED_TOPICS)
     with recorder.datastore.transaction(commit=False) as cursor:
         cursor.execute(
-            "SELECT rowid, originator_id, originator_version, topic, state "
+            f"SELECT rowid, {_UUID_TEXT}, originator_version, topic, state "
             f"FROM {recorder.events_table_name} WHERE rowid > ? AND topic IN ({marks}) "
             "ORDER BY rowid LIMIT ?",
             [position, *PUBLISHED_TOPICS, limit],
         )
-        return [
-            (row[0], str(UUID(hex=row[1])), row[2], row[3], row[4]) for row in cursor.fetchall()
-        ]
+        rows: list[Row] = cursor.fetchall()
+    if any(row[1][0] == "?" for row in rows):
+        return [(r[0], _uuid_text(r[1]), r[2], r[3], r[4]) for r in rows]
+    return rows
+
+
+def _uuid_text(value: str) -> str:
+    return str(UUID(hex=value[1:])) if value[0] == "?" else value
+
+
+_UUID_TEXT = (
+    "CASE WHEN length(originator_id) = 32 AND originator_id NOT GLOB '*[^0-9a-f]*' THEN "
+    "substr(originator_id, 1, 8) || '-' || substr(originator_id, 9, 4) || '-' || "
+    "substr(originator_id, 13, 4) || '-' || substr(originator_id, 17, 4) || '-' || "
+    "substr(originator_id, 21) ELSE '?' || originator_id END"
+)
+"""`str(UUID(hex=originator_id))` in SQL for the 32-digit lowercase hex the library writes;
+any other spelling comes back marked with `?` for `UUID` to read."""
 
 
 def occurred_at(event: StreamEvent) -> datetime:

@@ -40,6 +40,8 @@ ACCOUNT_EVENT_TYPES = frozenset({"AccountRegistered", "AccountTierChanged", "Acc
 AUTOMATED_KINDS = frozenset({"automation", "ai"})
 
 _TS = pa.timestamp("us", tz="UTC")
+# `json.dumps(value, separators=(",", ":"), default=str)` with its encoder made once, not per call.
+_compact_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
 @dataclass(frozen=True)
@@ -544,10 +546,9 @@ class BatchFold:
                 account_id,
                 payload.get("from_status"),
                 payload.get("to_status"),
-                # The relay's compact JSON as received, or the same text made here.
-                event.raw.decode()
-                if event.raw is not None
-                else json.dumps(payload, separators=(",", ":"), default=str),
+                # The relay's compact JSON as received (or as a rebuild cut it from the store),
+                # else the same text made here.
+                event.raw.decode() if event.raw is not None else _compact_json(payload),
             )
         )
 

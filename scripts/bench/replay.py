@@ -46,9 +46,11 @@ What is measured, in this order:
      `with_arrow_build_rows_per_s` (information) also builds each Arrow table from Python row
      tuples inside the timing, as the store does.
    - `rebuild_queue` and `rebuild_analytics` (`replay.rebuild`) into fresh files. Three
-     perf_counter pairs per batch (a wrapper on `select_notifications`, a store subclass timing
-     `apply`, opening and closing) split each rebuild into read (SQL), decode + payload
-     (`to_domain_event`, `event_payload`, `StreamEvent`: the rest), store apply, and store
+     perf_counter pairs per batch (a wrapper on `select_notifications` for the library's read
+     path, a wrapper on the stream's batches timing each batch it hands over, a store subclass
+     timing opening and closing) split each rebuild into read (SQL through the library),
+     decode + payload (reading, payloads and messages, `StreamEvent`: the stream's time less
+     that read), store apply (the rest: `apply` per batch or the bulk `apply_all`), and store
      open/close.
    Rates are pooled over the rounds; `ratio_vs_slower_plain` = rebuild events/s over the
    smaller of read+decode and DuckDB ingest (aim >= 0.5 for each projection).
@@ -526,12 +528,18 @@ class Stages:
     total: float = 0.0
     cpu: float = 0.0  # process CPU time (all threads: DuckDB uses several)
     read: float = 0.0
-    apply: float = 0.0
+    stream: float = 0.0  # inside the stream's batches, the read included
     open_close: float = 0.0
 
     @property
     def decode_payload(self) -> float:
-        return self.total - self.read - self.apply - self.open_close
+        return self.stream - self.read
+
+    @property
+    def apply(self) -> float:
+        """The store's share: all but the stream and opening/closing (bulk paths consume the
+        stream inside one call, so the store cannot be timed per batch)."""
+        return self.total - self.stream - self.open_close
 
     def parts(self) -> dict[str, float]:
         return {
@@ -546,23 +554,18 @@ class Stages:
         self.total += other.total
         self.cpu += other.cpu
         self.read += other.read
-        self.apply += other.apply
+        self.stream += other.stream
         self.open_close += other.open_close
 
 
 def timed_store_class(base: Any, stages: Stages) -> Any:
-    """`base` with its constructor, `apply` and `close` timed into `stages`."""
+    """`base` with its constructor and `close` timed into `stages`."""
 
     class Timed(base):  # type: ignore[misc, valid-type]
         def __init__(self, path: Path) -> None:
             begin = time.perf_counter()
             super().__init__(path)
             stages.open_close += time.perf_counter() - begin
-
-        def apply(self, events: Any) -> None:
-            begin = time.perf_counter()
-            super().apply(events)
-            stages.apply += time.perf_counter() - begin
 
         def close(self) -> None:
             begin = time.perf_counter()
@@ -585,13 +588,27 @@ def staged(app: TicketingApplication, stages: Stages) -> Iterator[None]:
         finally:
             stages.read += time.perf_counter() - begin
 
+    stream_batches = rebuild_module.stream_batches
+
+    def timed_stream(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        batches = stream_batches(*args, **kwargs)
+        while True:
+            begin = time.perf_counter()
+            batch = next(batches, None)
+            stages.stream += time.perf_counter() - begin
+            if batch is None:
+                return
+            yield batch
+
     recorder.select_notifications = timed_select  # type: ignore[method-assign]
+    rebuild_module.stream_batches = timed_stream  # type: ignore[assignment]
     rebuild_module.QueueStore = timed_store_class(QueueStore, stages)  # type: ignore[misc]
     rebuild_module.AnalyticsStore = timed_store_class(AnalyticsStore, stages)  # type: ignore[misc]
     try:
         yield
     finally:
         del recorder.select_notifications  # back to the class's method
+        rebuild_module.stream_batches = stream_batches  # type: ignore[assignment]
         rebuild_module.QueueStore = QueueStore  # type: ignore[misc]
         rebuild_module.AnalyticsStore = AnalyticsStore  # type: ignore[misc]
 
