@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from ticketing.domain.events import AGGREGATE_KIND_OF
-from ticketing.sla.catalog import SlaCatalog
+from ticketing.sla.catalog import CATALOG_EVENT_TYPES, SlaCatalog
 from ticketing.sla.timeline import TicketSla
 
 SCHEMA = """
@@ -61,36 +61,44 @@ class SlaFold:
         return SlaCatalog.from_json(row[0]) if row else SlaCatalog()
 
     def apply(self, payloads: Iterable[dict[str, Any]]) -> tuple[SlaCatalog, list[TouchedTicket]]:
-        """Fold and save; returns the catalog and every touched ticket that has a pinned policy."""
+        """Fold and save; returns the catalog and every touched ticket that has a pinned policy.
+
+        Only measurable tickets are kept: a ticket is pinned in the command that opens it
+        (`SlaPolicyApplied` is its version 2), so one seen past version 1 without a pin never
+        will be, and before any policy exists no ticket is followed at all."""
         batch = list(payloads)
         catalog = self.catalog()
-        catalog_changed = False
-        ticket_ids = {
+        folded = [catalog.add(p) for p in batch if p.get("type") in CATALOG_EVENT_TYPES]
+        if folded:
+            self.db.execute("DELETE FROM sla_catalog WHERE id = 1")
+            self.db.execute("INSERT INTO sla_catalog VALUES (1, ?)", [catalog.to_json()])
+        if not catalog.policies:
+            return catalog, []
+        tickets = {
             str(p["aggregate_id"])
             for p in batch
             if AGGREGATE_KIND_OF.get(p.get("type", "")) == "ticket"
         }
-        loaded = self._load(ticket_ids)
-        states = {t: loaded[t][0] if t in loaded else TicketSla() for t in ticket_ids}
+        loaded = self._load(tickets)
+        opened_here = {str(p["aggregate_id"]) for p in batch if p.get("type") == "TicketOpened"}
+        states = {t: loaded[t][0] if t in loaded else TicketSla() for t in {*loaded, *opened_here}}
         as_of = {t: loaded[t][1] for t in loaded}
+        latest: dict[str, int] = {}
         changed: set[str] = set()
         for payload in batch:
-            if catalog.add(payload):
-                catalog_changed = True
-                continue
             ticket_id = str(payload.get("aggregate_id"))
             if ticket_id not in states:
                 continue
+            latest[ticket_id] = max(latest.get(ticket_id, 0), int(payload.get("version") or 0))
             if states[ticket_id].add(payload):
                 # As of the latest event the clocks read, so batch boundaries never matter.
                 changed.add(ticket_id)
                 moment = datetime.fromisoformat(payload["occurred_at"])
                 as_of[ticket_id] = max(moment, as_of.get(ticket_id, moment))
-        if catalog_changed:
-            self.db.execute("DELETE FROM sla_catalog WHERE id = 1")
-            self.db.execute("INSERT INTO sla_catalog VALUES (1, ?)", [catalog.to_json()])
-        touched = [TouchedTicket(t, states[t], as_of[t]) for t in sorted(changed)]
-        delete_where_in(self.db, "sla_state", [t.ticket_id for t in touched])
+        unmeasured = {t for t in states if states[t].pin is None and latest.get(t, 1) > 1}
+        kept = sorted(changed - unmeasured)
+        touched = [TouchedTicket(t, states[t], as_of[t]) for t in kept]
+        delete_where_in(self.db, "sla_state", [*kept, *(unmeasured & set(loaded))])
         self.insert(
             "sla_state", [(t.ticket_id, t.sla.to_json(), t.as_of.isoformat()) for t in touched]
         )
