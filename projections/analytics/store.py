@@ -17,6 +17,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -266,7 +267,10 @@ class AnalyticsStore:
     ) -> int:
         """Rebuild fast path into an EMPTY projection: ticket and account rows stay in memory
         across batches and are written once at the end, all in one transaction (no per-batch
-        loads or MERGEs). Ends in exactly the rows `apply` would give. Returns events applied."""
+        loads or MERGEs). Ends in exactly the rows `apply` would give. Returns events applied.
+
+        One batch's rows go into DuckDB on a writer thread while the next batch is read and
+        folded (DuckDB releases the GIL while it works); one batch at most is in flight."""
         with self._lock:
             if self._position != 0:
                 raise ValueError("apply_all needs an empty projection; use apply")
@@ -277,20 +281,24 @@ class AnalyticsStore:
             last, applied = 0, 0
             self._con.begin()
             try:
-                for events in batches:
-                    if not events:
-                        continue
-                    fold = BatchFold(tickets, accounts)
-                    for event in events:
-                        fold.add(event)
-                    self._insert("event_facts", EVENT_FACTS, fold.event_columns)
-                    self._erase_redacted(events)
-                    fold_ticket_sla(self._con, (e.payload for e in events))
-                    changed_tickets |= fold.changed_ticket_ids
-                    changed_accounts |= fold.changed_account_ids
-                    last, applied = events[-1].sequence, applied + len(events)
-                    if progress:
-                        progress(len(events))
+                with ThreadPoolExecutor(1, thread_name_prefix="analytics-writer") as writer:
+                    in_flight: Future[None] | None = None
+                    for events in batches:
+                        if not events:
+                            continue
+                        fold = BatchFold(tickets, accounts)
+                        for event in events:
+                            fold.add(event)
+                        if in_flight is not None:
+                            in_flight.result()
+                        in_flight = writer.submit(self._write_facts, events, fold.event_columns)
+                        changed_tickets |= fold.changed_ticket_ids
+                        changed_accounts |= fold.changed_account_ids
+                        last, applied = events[-1].sequence, applied + len(events)
+                        if progress:
+                            progress(len(events))
+                    if in_flight is not None:
+                        in_flight.result()
                 self._upsert(
                     "ticket_facts",
                     TICKET_FACTS,
@@ -314,6 +322,14 @@ class AnalyticsStore:
                 raise
             self._position = last
             return applied
+
+    def _write_facts(
+        self, events: Sequence[StreamEvent], event_columns: dict[str, Sequence[Any]]
+    ) -> None:
+        """A batch's event facts, redactions and SLA rows (the rebuild's writer thread)."""
+        self._insert("event_facts", EVENT_FACTS, event_columns)
+        self._erase_redacted(events)
+        fold_ticket_sla(self._con, (e.payload for e in events))
 
     # --- snapshots and lifecycle ----------------------------------------------------------
 
