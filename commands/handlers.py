@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from commands import models as m
@@ -239,23 +239,29 @@ def publish_sla_policy(cmd: m.PublishSlaPolicy, ctx: HandlerContext) -> Versione
             field="definition.calendar",
             calendar_id=calendar_id,
         )
-    policy = ctx.find_policy(cmd.policy_id)
-    if policy is None:
-        _no_version_for_creation(cmd)
-        return VersionedSlaPolicy.publish(cmd.policy_id, cmd.definition, **_cause(cmd))
-    check_version(f"policy {cmd.policy_id!r}", policy.version, cmd.expected_version)
-    policy.revise(cmd.definition, **_cause(cmd))
-    return policy
+    found = ctx.find_policy(cmd.policy_id)
+    return _publish(VersionedSlaPolicy, found, cmd.policy_id, cmd.definition, cmd)
 
 
 def publish_calendar(cmd: m.PublishCalendar, ctx: HandlerContext) -> VersionedCalendar:
-    calendar = ctx.find_calendar(cmd.calendar_id)
-    if calendar is None:
+    found = ctx.find_calendar(cmd.calendar_id)
+    return _publish(VersionedCalendar, found, cmd.calendar_id, cmd.definition, cmd)
+
+
+_V = TypeVar("_V", VersionedSlaPolicy, VersionedCalendar)
+
+
+def _publish(
+    kind: type[_V], found: _V | None, name: str, definition: dict[str, Any], cmd: m.Command
+) -> _V:
+    """Version 1 of a new definition, or the next version of a changed one."""
+    if found is None:
         _no_version_for_creation(cmd)
-        return VersionedCalendar.publish(cmd.calendar_id, cmd.definition, **_cause(cmd))
-    check_version(f"calendar {cmd.calendar_id!r}", calendar.version, cmd.expected_version)
-    calendar.revise(cmd.definition, **_cause(cmd))
-    return calendar
+        return kind.publish(name, definition, **_cause(cmd))
+    what = "policy" if kind is VersionedSlaPolicy else "calendar"
+    check_version(f"{what} {name!r}", found.version, cmd.expected_version)
+    found.revise(definition, **_cause(cmd))
+    return found
 
 
 def _agent(cmd: m.AgentCommand, ctx: HandlerContext) -> Agent:

@@ -11,8 +11,9 @@ measured.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from ticketing.domain.chain import GENESIS_HASH, chained
@@ -47,11 +48,34 @@ class _Versioned(ChainedAggregate):
 
     def __init__(self) -> None:
         """State is set by `evolve`, so a replay builds it the same way."""
+        self.name = ""
         self.definition: dict[str, Any] = {}
         self.published_at = utc_now()
         self.chain_head = GENESIS_HASH
         self.versions: list[tuple[int, datetime, dict[str, Any]]] = []
         """Every version: (number, in force from, definition)."""
+
+    @classmethod
+    def publish(
+        cls,
+        name: str,
+        definition: dict[str, Any],
+        *,
+        actor: Actor,
+        at: datetime | None = None,
+        command_id: str = "",
+    ) -> Self:
+        """Version 1 of the definition called `name`."""
+        created, name_field, uuid_of = cls._kind()
+        new_id = uuid_of(name)
+        fields = {
+            name_field: name,
+            "definition": cls._check(definition),
+            "actor": actor.as_dict(),
+            "occurred_at": as_utc(at) if at else utc_now(),
+            "command_id": command_id,
+        }
+        return cls._create(created, id=new_id, **chained(created, new_id, 1, GENESIS_HASH, fields))
 
     def revise(
         self,
@@ -67,6 +91,9 @@ class _Versioned(ChainedAggregate):
             self._record(self._revised_event(), actor, at, command_id, definition=checked)
 
     def evolve(self, event: Any) -> None:
+        created, name_field, _ = self._kind()
+        if isinstance(event, created):
+            self.name = getattr(event, name_field)
         self.definition = event.definition
         self.published_at = event.occurred_at
         self.chain_head = event.event_hash
@@ -79,8 +106,22 @@ class _Versioned(ChainedAggregate):
         in_force = [(n, d) for n, at, d in self.versions if at <= moment]
         return max(in_force, key=lambda pair: pair[0]) if in_force else None
 
+    def as_dict(self) -> dict[str, Any]:
+        _, name_field, _ = self._kind()
+        return {
+            name_field: self.name,
+            "version": self.version,
+            "published_at": self.published_at.isoformat(),
+            "definition": self.definition,
+        }
+
     def _moment(self, at: datetime | None) -> datetime:
         return as_utc(at) if at else max(utc_now(), self.published_at)
+
+    @staticmethod
+    def _kind() -> tuple[Any, str, Callable[[str], UUID]]:
+        """(the creating event, the field naming the definition, name -> aggregate id)."""
+        raise NotImplementedError
 
     @staticmethod
     def _check(definition: dict[str, Any]) -> dict[str, Any]:
@@ -94,46 +135,16 @@ class _Versioned(ChainedAggregate):
 class VersionedSlaPolicy(_Versioned):
     """An SLA policy: targets per tier x priority, the calendar they run on, pauses."""
 
-    def __init__(self) -> None:
+    def __init__(self) -> None:  # an explicit __init__ stops the library generating one
         super().__init__()
-        self.policy_id = ""
 
-    @classmethod
-    def publish(
-        cls,
-        policy_id: str,
-        definition: dict[str, Any],
-        *,
-        actor: Actor,
-        at: datetime | None = None,
-        command_id: str = "",
-    ) -> VersionedSlaPolicy:
-        new_id = policy_uuid(policy_id)
-        fields = {
-            "policy_id": policy_id,
-            "definition": checked_policy_definition(definition),
-            "actor": actor.as_dict(),
-            "occurred_at": as_utc(at) if at else utc_now(),
-            "command_id": command_id,
-        }
-        return cls._create(
-            SlaPolicyPublished,
-            id=new_id,
-            **chained(SlaPolicyPublished, new_id, 1, GENESIS_HASH, fields),
-        )
+    @property
+    def policy_id(self) -> str:
+        return self.name
 
-    def evolve(self, event: Any) -> None:
-        if isinstance(event, SlaPolicyPublished):
-            self.policy_id = event.policy_id
-        super().evolve(event)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "policy_id": self.policy_id,
-            "version": self.version,
-            "published_at": self.published_at.isoformat(),
-            "definition": self.definition,
-        }
+    @staticmethod
+    def _kind() -> tuple[Any, str, Callable[[str], UUID]]:
+        return SlaPolicyPublished, "policy_id", policy_uuid
 
     @staticmethod
     def _check(definition: dict[str, Any]) -> dict[str, Any]:
@@ -147,46 +158,16 @@ class VersionedSlaPolicy(_Versioned):
 class VersionedCalendar(_Versioned):
     """Business hours: weekly hours in a time zone, minus holidays."""
 
-    def __init__(self) -> None:
+    def __init__(self) -> None:  # an explicit __init__ stops the library generating one
         super().__init__()
-        self.calendar_id = ""
 
-    @classmethod
-    def publish(
-        cls,
-        calendar_id: str,
-        definition: dict[str, Any],
-        *,
-        actor: Actor,
-        at: datetime | None = None,
-        command_id: str = "",
-    ) -> VersionedCalendar:
-        new_id = calendar_uuid(calendar_id)
-        fields = {
-            "calendar_id": calendar_id,
-            "definition": checked_calendar_definition(definition),
-            "actor": actor.as_dict(),
-            "occurred_at": as_utc(at) if at else utc_now(),
-            "command_id": command_id,
-        }
-        return cls._create(
-            CalendarPublished,
-            id=new_id,
-            **chained(CalendarPublished, new_id, 1, GENESIS_HASH, fields),
-        )
+    @property
+    def calendar_id(self) -> str:
+        return self.name
 
-    def evolve(self, event: Any) -> None:
-        if isinstance(event, CalendarPublished):
-            self.calendar_id = event.calendar_id
-        super().evolve(event)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "calendar_id": self.calendar_id,
-            "version": self.version,
-            "published_at": self.published_at.isoformat(),
-            "definition": self.definition,
-        }
+    @staticmethod
+    def _kind() -> tuple[Any, str, Callable[[str], UUID]]:
+        return CalendarPublished, "calendar_id", calendar_uuid
 
     @staticmethod
     def _check(definition: dict[str, Any]) -> dict[str, Any]:
