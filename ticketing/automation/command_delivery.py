@@ -40,3 +40,10 @@ def command_deliverer(client: TicketingClient) -> Deliver:
 def command_action_body(name: str, payload: dict[str, Any]) -> dict[str, Any]:
     """What a command action stores: the command name and its JSON (with its command id)."""
     return {"name": name, "payload": payload}
+
+
+def command_deliverers(nc: Any) -> dict[str, Deliver]:
+    """Deliverers for a worker that only sends commands, on its own NATS connection."""
+    from ticketing.nats_connect import ConnectionEvents
+
+    return {"command": command_deliverer(TicketingClient(nc, ConnectionEvents()))}

@@ -55,13 +55,12 @@ from typing import Any
 from uuid import UUID
 
 from commands import models as m
-from commands.client import TicketingClient
 from projections.consumer import StreamEvent
 from projections.queue.queries import UNSOLVED, QueueNotReadyError, open_reader
-from ticketing.automation.command_delivery import command_action_body, command_deliverer
+from ticketing.automation.command_delivery import command_action_body, command_deliverers
 from ticketing.automation.outbox import Action, iso
 from ticketing.automation.routing_config import RoutingConfig, RoutingConfigError, load_routing
-from ticketing.automation.runner import Deliver, run_automation
+from ticketing.automation.runner import run_automation
 from ticketing.domain.events import AGENT_EVENT_TYPES, TICKET_EVENT_TYPES
 from ticketing.domain.routing import (
     Availability,
@@ -72,7 +71,6 @@ from ticketing.domain.routing import (
     route,
 )
 from ticketing.domain.values import ActorKind, Status
-from ticketing.nats_connect import ConnectionEvents
 from ticketing.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -564,10 +562,12 @@ async def run(settings: Settings, stop: asyncio.Event, say: Callable[[str], None
         raise CliError("invalid_routing", str(error)) from error
     worker = RouterWorker(config, queue_path(settings), say)
 
-    def deliverers(nc: Any) -> dict[str, Deliver]:
-        return {"command": command_deliverer(TicketingClient(nc, ConnectionEvents()))}
-
     teams = ", ".join(f"{team} ({routing.policy})" for team, routing in config.teams.items())
     await run_automation(
-        settings, stop, say, worker=worker, deliverers=deliverers, description=f"routing {teams}"
+        settings,
+        stop,
+        say,
+        worker=worker,
+        deliverers=command_deliverers,
+        description=f"routing {teams}",
     )

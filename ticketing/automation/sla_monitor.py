@@ -26,13 +26,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from commands.client import TicketingClient
 from projections.consumer import StreamEvent
-from ticketing.automation.command_delivery import command_action_body, command_deliverer
+from ticketing.automation.command_delivery import command_action_body, command_deliverers
 from ticketing.automation.outbox import Action, iso
 from ticketing.automation.runner import run_automation
 from ticketing.domain.events import AGGREGATE_KIND_OF
-from ticketing.nats_connect import ConnectionEvents
 from ticketing.settings import Settings
 from ticketing.sla.catalog import SlaCatalog
 from ticketing.sla.timeline import DueAction, TicketSla
@@ -157,14 +155,12 @@ def sla_command(ticket_id: str, version: int, due: DueAction, now: datetime) -> 
 
 
 async def run(settings: Settings, stop: asyncio.Event, say: Callable[[str], None]) -> None:
-    def deliverers(nc: Any) -> dict[str, Any]:
-        return {"command": command_deliverer(TicketingClient(nc, ConnectionEvents()))}
 
     await run_automation(
         settings,
         stop,
         say,
         worker=SlaMonitor(),
-        deliverers=deliverers,
+        deliverers=command_deliverers,
         description="records SLA warnings and breaches as they pass",
     )

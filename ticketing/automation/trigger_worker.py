@@ -23,10 +23,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from commands.client import TicketingClient
 from projections.consumer import StreamEvent
 from projections.queue.store import fold_ticket
-from ticketing.automation.command_delivery import command_action_body, command_deliverer
+from ticketing.automation.command_delivery import command_action_body, command_deliverers
 from ticketing.automation.outbox import Action
 from ticketing.automation.runner import Deliver, run_automation
 from ticketing.automation.triggers import (
@@ -38,7 +37,6 @@ from ticketing.automation.triggers import (
     evaluate,
     load_rules,
 )
-from ticketing.nats_connect import ConnectionEvents
 from ticketing.settings import Settings
 
 NAME = "triggers"
@@ -194,8 +192,7 @@ async def run(settings: Settings, stop: asyncio.Event, say: Callable[[str], None
         say("triggers: no notifier configuration (TICKETING_NOTIFIER); notifications are dropped")
 
     def deliverers(nc: Any) -> dict[str, Deliver]:
-        client = TicketingClient(nc, ConnectionEvents())
-        return {"command": command_deliverer(client), **channels}
+        return {**command_deliverers(nc), **channels}
 
     await run_automation(
         settings,
