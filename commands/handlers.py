@@ -6,7 +6,6 @@ and the group-commit path share them."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
@@ -19,16 +18,7 @@ from ticketing.domain.agent import Agent
 from ticketing.domain.policies import VersionedCalendar, VersionedSlaPolicy
 from ticketing.domain.ticket import Ticket
 from ticketing.domain.values import Actor, ActorKind
-
-
-@dataclass(frozen=True)
-class SlaPin:
-    """The policy and calendar versions a new ticket is measured against."""
-
-    policy_id: str
-    policy_version: int
-    calendar_id: str | None
-    calendar_version: int | None
+from ticketing.sla.catalog import Pin
 
 
 class HandlerContext(Protocol):
@@ -48,7 +38,7 @@ class HandlerContext(Protocol):
 
     def find_agent(self, agent_id: str) -> Agent | None: ...
 
-    def policy_in_force(self, moment: datetime) -> SlaPin | None: ...
+    def policy_in_force(self, moment: datetime) -> Pin | None: ...
 
 
 def _actor(command: m.Command) -> Actor:

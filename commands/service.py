@@ -20,7 +20,7 @@ from commands import models as m
 from commands.application import TicketingApplication
 from commands.command_log import CommandRecord, command_record_id, ticket_id_for
 from commands.erasure import erase_comment_text
-from commands.handlers import HANDLERS, Aggregate, SlaPin, check_version
+from commands.handlers import HANDLERS, Aggregate, check_version
 from commands.replies import Reply
 from ticketing.domain import errors
 from ticketing.domain.account import Account, account_uuid
@@ -34,6 +34,7 @@ from ticketing.domain.policies import (
 )
 from ticketing.domain.ticket import Ticket
 from ticketing.domain.values import DEFAULT_CATEGORIES
+from ticketing.sla.catalog import Pin
 
 DEFAULT_SLA_POLICY = "default"
 """The policy new tickets are measured against, once it is published."""
@@ -179,7 +180,7 @@ class CommandService:
     def find_agent(self, agent_id: str) -> Agent | None:
         return self._find(agent_uuid(agent_id), Agent)
 
-    def policy_in_force(self, moment: datetime) -> SlaPin | None:
+    def policy_in_force(self, moment: datetime) -> Pin | None:
         """The configured policy's version in force at `moment` and its calendar's."""
         policy = self.find_policy(self.sla_policy_id)
         version = policy.version_at(moment) if policy else None
@@ -191,7 +192,7 @@ class CommandService:
         calendar_version = None
         if calendar is not None:  # a calendar dated after the policy: its first version
             calendar_version = (calendar.version_at(moment) or calendar.versions[0])[0]
-        return SlaPin(policy.policy_id, number, calendar_id, calendar_version)
+        return Pin(policy.policy_id, number, calendar_id, calendar_version)
 
     def _find(self, aggregate_id: UUID, kind: type[_A]) -> _A | None:
         try:

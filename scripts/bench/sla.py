@@ -46,7 +46,7 @@ shared machine lands on both sides of each comparison):
    (`SlaClock(policy).evaluate(entries, now=now)`) over the in-memory timelines of the pure
    fold. `in_memory_due_actions_and_wakeup` (information) is what the tick does per ticket
    without SQL and JSON (`TicketSla.judge`: one evaluation). The outbox must
-   hold exactly the actions the in-memory `due_actions` give.
+   hold exactly the actions the in-memory `judge` gives.
 3. **projector overhead of the SLA columns**: events/s of `QueueStore.apply` (batches of
    1,000, fresh SQLite file) and of `AnalyticsStore.apply` (batches of 5,000, fresh DuckDB
    file) over the policy store's events and over the plain store's. `ratio_with_vs_without`

@@ -274,3 +274,17 @@ def test_a_late_sla_record_never_blocks_backfilled_history(drill: Drill) -> None
             occurred_at=MONDAY_9 + timedelta(hours=3),
         ),
     )
+
+
+def test_only_measurable_tickets_are_kept(drill: Drill) -> None:
+    # Given a ticket opened before any policy and one after
+    before = open_ticket(drill.service)
+    publish(drill.service, {"default": {"first_reply": 60}})
+    pinned = open_ticket(drill.service)
+    for ticket in (before, pinned):
+        ok(drill.service, m.CategorizeTicket(ticket_id=ticket, category="usage", actor=AGENT))
+    # When the monitor folds everything
+    drill.catch_up()
+    # Then it follows only the pinned one
+    kept = {row[0] for row in drill.store.db.execute("SELECT ticket_id FROM sla_tickets")}
+    assert kept == {pinned}

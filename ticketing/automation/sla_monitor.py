@@ -78,8 +78,8 @@ class SlaMonitor:
             if catalog.add(payload):
                 catalog_changed = True
                 continue
-            if AGGREGATE_KIND_OF.get(payload.get("type", "")) != "ticket":
-                continue
+            if not catalog.policies or AGGREGATE_KIND_OF.get(payload.get("type", "")) != "ticket":
+                continue  # before any policy exists no ticket can be pinned
             ticket_id = str(payload["aggregate_id"])
             state, version = touched.get(ticket_id) or _load_ticket(db, ticket_id)
             state.add(payload)
@@ -87,12 +87,16 @@ class SlaMonitor:
             touched[ticket_id] = (state, max(version, int(payload.get("version") or 0)))
         if catalog_changed:
             db.execute("INSERT OR REPLACE INTO sla_catalog VALUES (1, ?)", (catalog.to_json(),))
+        # Pins are recorded at opening (version 2): past version 1 without one, never measured.
+        unmeasured = [t for t, (state, v) in touched.items() if state.pin is None and v > 1]
+        db.executemany("DELETE FROM sla_tickets WHERE ticket_id = ?", [(t,) for t in unmeasured])
         folded_at = self.wall()
         db.executemany(
             "INSERT OR REPLACE INTO sla_tickets VALUES (?, ?, ?, ?, ?)",
             [
                 (tid, state.to_json(), version, folded_at, CHECK_NOW)
                 for tid, (state, version) in touched.items()
+                if tid not in unmeasured
             ],
         )
         return []

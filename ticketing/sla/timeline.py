@@ -2,8 +2,8 @@
 
 `TicketSla.add(payload)` turns event payloads into the pure clock's timeline
 (`ticketing.domain.sla_policy`); `report` evaluates it against the ticket's pinned policy as of
-any instant; `due_actions` lists the warnings and breaches that instant has reached and not yet
-been recorded, and `next_wakeup` when the next one falls due. The same fold serves the SLA
+any instant; `judge` lists the warnings and breaches that instant has reached and not yet
+been recorded, and when the next one can fall due. The same fold serves the SLA
 monitor, the queue (next due time), analytics (achievement) and what-if."""
 
 from __future__ import annotations
@@ -151,12 +151,6 @@ class TicketSla:
             else:
                 instants.append(policy.calendar.add_business_seconds(now, left))
         return Judgement(due, min(instants, default=None))
-
-    def due_actions(self, catalog: SlaCatalog, now: datetime) -> list[DueAction]:
-        return self.judge(catalog, now).due
-
-    def next_wakeup(self, catalog: SlaCatalog, now: datetime) -> datetime | None:
-        return self.judge(catalog, now).next_look
 
     def to_json(self) -> str:
         return json.dumps(
