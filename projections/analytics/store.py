@@ -11,22 +11,29 @@ read a snapshot that `publish_snapshot` copies beside the live file."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
+from projections.analytics.columns import (
+    ACCOUNTS,
+    EVENT_FACTS,
+    TICKET_FACTS,
+    Column,
+    arrow_table,
+    micros,
+)
+from projections.analytics.event_facts import event_fact_columns, event_fact_row
 from projections.analytics.kpis import create_views
+from projections.analytics.row_groups import WholeRowGroups
 from projections.analytics.sla import SCHEMA as SLA_SCHEMA
 from projections.analytics.sla import fold_ticket_sla
 from projections.consumer import StreamEvent
@@ -40,114 +47,6 @@ DONE_STATUSES = ("solved", "closed")
 ACCOUNT_EVENT_TYPES = frozenset({"AccountRegistered", "AccountTierChanged", "AccountRenamed"})
 AUTOMATED_KINDS = frozenset({"automation", "ai"})
 
-_TS = pa.timestamp("us", tz="UTC")
-# `json.dumps(value, separators=(",", ":"), default=str)` with its encoder made once, not per call.
-_compact_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
-
-
-@dataclass(frozen=True)
-class Column:
-    """One column: its DuckDB type and the Arrow type the batch table carries it in."""
-
-    name: str
-    sql_type: str
-    arrow_type: pa.DataType
-
-    @property
-    def select(self) -> str:
-        """How the column leaves the batch table (UUID and JSON travel as Arrow strings)."""
-        if self.sql_type in ("UUID", "JSON"):
-            return f"CAST({self.name} AS {self.sql_type}) AS {self.name}"
-        return self.name
-
-    @property
-    def read(self) -> str:
-        """How the column is read back into the fold: UUIDs as the strings payloads use,
-        times as integer microseconds (making Python datetimes costs more than the query)."""
-        if self.sql_type == "UUID":
-            return f"CAST({self.name} AS VARCHAR) AS {self.name}"
-        if self.sql_type == "TIMESTAMPTZ":
-            return f"epoch_us({self.name}) AS {self.name}"
-        return self.name
-
-
-def _col(name: str, sql_type: str) -> Column:
-    arrow = {
-        "UUID": pa.string(),
-        "JSON": pa.string(),
-        "VARCHAR": pa.string(),
-        "BIGINT": pa.int64(),
-        "INTEGER": pa.int32(),
-        "DOUBLE": pa.float64(),
-        "TIMESTAMPTZ": _TS,
-    }[sql_type]
-    return Column(name, sql_type, arrow)
-
-
-EVENT_FACTS = (
-    _col("stream_sequence", "BIGINT"),
-    _col("notification_id", "BIGINT"),
-    _col("aggregate_id", "UUID"),
-    _col("aggregate_kind", "VARCHAR"),
-    _col("version", "INTEGER"),
-    _col("type", "VARCHAR"),
-    _col("occurred_at", "TIMESTAMPTZ"),
-    _col("recorded_at", "TIMESTAMPTZ"),
-    _col("actor_kind", "VARCHAR"),
-    _col("actor_id", "VARCHAR"),
-    _col("command_id", "VARCHAR"),
-    _col("account_id", "VARCHAR"),
-    _col("from_status", "VARCHAR"),
-    _col("to_status", "VARCHAR"),
-    _col("payload", "JSON"),
-)
-
-TICKET_FACTS = (
-    _col("ticket_id", "UUID"),
-    _col("account_id", "VARCHAR"),
-    _col("account_tier", "VARCHAR"),
-    _col("channel", "VARCHAR"),
-    _col("category", "VARCHAR"),
-    _col("priority", "VARCHAR"),
-    _col("requester", "VARCHAR"),
-    _col("opened_at", "TIMESTAMPTZ"),
-    _col("opened_by_kind", "VARCHAR"),
-    _col("status", "VARCHAR"),
-    _col("status_since", "TIMESTAMPTZ"),
-    _col("first_reply_at", "TIMESTAMPTZ"),
-    _col("first_automated_reply_at", "TIMESTAMPTZ"),
-    _col("first_assigned_at", "TIMESTAMPTZ"),
-    _col("first_solved_at", "TIMESTAMPTZ"),
-    _col("last_solved_at", "TIMESTAMPTZ"),
-    _col("closed_at", "TIMESTAMPTZ"),
-    _col("reopens", "INTEGER"),
-    _col("agent_replies", "INTEGER"),
-    _col("public_comments", "INTEGER"),
-    _col("internal_comments", "INTEGER"),
-    _col("seconds_new", "DOUBLE"),
-    _col("seconds_open", "DOUBLE"),
-    _col("seconds_pending", "DOUBLE"),
-    _col("seconds_on_hold", "DOUBLE"),
-    _col("team", "VARCHAR"),
-    _col("agent", "VARCHAR"),
-    _col("team_at_resolution", "VARCHAR"),
-    _col("agent_at_resolution", "VARCHAR"),
-    _col("reassignments", "INTEGER"),
-    _col("rating_score", "INTEGER"),
-    _col("rating_comment", "VARCHAR"),
-    _col("rated_at", "TIMESTAMPTZ"),
-    _col("last_event_at", "TIMESTAMPTZ"),
-    _col("version", "INTEGER"),
-)
-
-ACCOUNTS = (
-    _col("account_uuid", "UUID"),
-    _col("account_id", "VARCHAR"),
-    _col("name", "VARCHAR"),
-    _col("tier", "VARCHAR"),
-    _col("version", "INTEGER"),
-    _col("updated_at", "TIMESTAMPTZ"),
-)
 
 _TICKET_NOT_NULL = frozenset(
     {
@@ -204,21 +103,6 @@ SCHEMA += [statement for statement in SLA_SCHEMA.split(";") if statement.strip()
 TABLES = ("event_facts", "ticket_facts", "accounts", "projection_position")
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def micros(value: Any) -> int:
-    """A wire time (ISO 8601; no zone means UTC) as integer microseconds since the epoch.
-
-    The fold keeps times as integers: exact, cheap to subtract, and Arrow stores them as
-    timestamps as they are."""
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // _MICROSECOND
-
-
 class AnalyticsStore:
     """The DuckDB analytics projection; implements `projections.consumer.ProjectionStore`.
 
@@ -270,7 +154,9 @@ class AnalyticsStore:
         loads or MERGEs). Ends in exactly the rows `apply` would give. Returns events applied.
 
         One batch's rows go into DuckDB on a writer thread while the next batch is read and
-        folded (DuckDB releases the GIL while it works); one batch at most is in flight."""
+        folded (DuckDB releases the GIL while it works); one batch at most is in flight.
+        Event facts go in whole row groups (`WholeRowGroups`), so DuckDB compresses them on
+        that thread instead of in the commit at the end."""
         with self._lock:
             if self._position != 0:
                 raise ValueError("apply_all needs an empty projection; use apply")
@@ -281,6 +167,9 @@ class AnalyticsStore:
             last, applied = 0, 0
             self._con.begin()
             try:
+                facts_in = WholeRowGroups(
+                    lambda rows: self._insert_arrow("event_facts", EVENT_FACTS, rows)
+                )
                 with ThreadPoolExecutor(1, thread_name_prefix="analytics-writer") as writer:
                     in_flight: Future[None] | None = None
                     for events in batches:
@@ -289,9 +178,10 @@ class AnalyticsStore:
                         fold = BatchFold(tickets, accounts)
                         for event in events:
                             fold.add(event)
+                        facts = arrow_table(EVENT_FACTS, fold.event_columns)
                         if in_flight is not None:
                             in_flight.result()
-                        in_flight = writer.submit(self._write_facts, events, fold.event_columns)
+                        in_flight = writer.submit(self._write_facts, events, facts, facts_in)
                         changed_tickets |= fold.changed_ticket_ids
                         changed_accounts |= fold.changed_account_ids
                         last, applied = events[-1].sequence, applied + len(events)
@@ -299,6 +189,7 @@ class AnalyticsStore:
                             progress(len(events))
                     if in_flight is not None:
                         in_flight.result()
+                facts_in.flush()
                 self._upsert(
                     "ticket_facts",
                     TICKET_FACTS,
@@ -324,11 +215,16 @@ class AnalyticsStore:
             return applied
 
     def _write_facts(
-        self, events: Sequence[StreamEvent], event_columns: dict[str, Sequence[Any]]
+        self,
+        events: Sequence[StreamEvent],
+        facts: pa.Table | pa.RecordBatch,
+        facts_in: WholeRowGroups,
     ) -> None:
         """A batch's event facts, redactions and SLA rows (the rebuild's writer thread)."""
-        self._insert("event_facts", EVENT_FACTS, event_columns)
-        self._erase_redacted(events)
+        facts_in.add(facts)
+        if any(e.payload.get("type") == "CommentRedacted" for e in events):
+            facts_in.flush()  # the comments to erase must be in the table first
+            self._erase_redacted(events)
         fold_ticket_sla(self._con, (e.payload for e in events))
 
     # --- snapshots and lifecycle ----------------------------------------------------------
@@ -465,9 +361,11 @@ class AnalyticsStore:
     def _insert(
         self, table: str, columns: Sequence[Column], data: dict[str, Sequence[Any]]
     ) -> None:
-        batch = pa.table(
-            {c.name: pa.array(data[c.name], c.arrow_type) for c in columns},
-        )
+        self._insert_arrow(table, columns, arrow_table(columns, data))
+
+    def _insert_arrow(
+        self, table: str, columns: Sequence[Column], batch: pa.Table | pa.RecordBatch
+    ) -> None:
         self._con.register("_batch_rows", batch)
         try:
             names = ", ".join(c.name for c in columns)
@@ -505,7 +403,9 @@ class BatchFold:
     batches ends in the same rows."""
 
     def __init__(
-        self, tickets: dict[str, dict[str, Any]], accounts: dict[str, dict[str, Any]]
+        self,
+        tickets: dict[str, dict[str, Any]],
+        accounts: dict[str, dict[str, Any]],
     ) -> None:
         self.tickets = tickets
         self.accounts = accounts
@@ -516,8 +416,7 @@ class BatchFold:
     @property
     def event_columns(self) -> dict[str, Sequence[Any]]:
         """The event fact rows column by column, as Arrow wants them."""
-        columns = list(zip(*self.event_rows, strict=True)) or [() for _ in EVENT_FACTS]
-        return {c.name: values for c, values in zip(EVENT_FACTS, columns, strict=True)}
+        return event_fact_columns(self.event_rows)
 
     @property
     def changed_ticket_ids(self) -> set[str]:
@@ -544,29 +443,7 @@ class BatchFold:
             account_id = self._account(aggregate_id, payload, at)
         elif aggregate_kind == "ticket":
             account_id = self._ticket(aggregate_id, payload, at)
-        actor = payload.get("actor") or {}
-        recorded = payload.get("recorded_at")
-        self.event_rows.append(
-            (
-                event.sequence,
-                payload.get("notification_id"),
-                aggregate_id,
-                aggregate_kind,
-                payload.get("version"),
-                kind,
-                at,
-                micros(recorded) if recorded else None,
-                actor.get("kind"),
-                actor.get("id"),
-                payload.get("command_id"),
-                account_id,
-                payload.get("from_status"),
-                payload.get("to_status"),
-                # The relay's compact JSON as received (or as a rebuild cut it from the store),
-                # else the same text made here.
-                event.raw.decode() if event.raw is not None else _compact_json(payload),
-            )
-        )
+        self.event_rows.append(event_fact_row(event, aggregate_kind, account_id, at))
 
     def _account(self, account_uuid: str, payload: dict[str, Any], at: int) -> str | None:
         kind = payload["type"]
