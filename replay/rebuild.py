@@ -14,6 +14,11 @@ from typing import Any
 from commands.application import TicketingApplication
 from projections.analytics.store import AnalyticsStore
 from projections.queue.store import QueueStore
+from replay.rebuild_workers import (
+    RebuildWorkers,
+    RebuildWorkersUnavailableError,
+    can_share_store,
+)
 from replay.stream import occurred_at, published_after, stream_batches
 
 Progress = Callable[[int], None]
@@ -34,14 +39,50 @@ def rebuild_queue(
     return _rebuild(app, target, QueueStore, upto_sequence, progress)
 
 
+PARALLEL_FROM = 200_000
+"""Stored records (events and command records) from which an analytics rebuild spreads its
+per-event work over worker processes: below it, starting them costs more than they save."""
+
+
 def rebuild_analytics(
     app: TicketingApplication,
     target: Path,
     *,
     upto_sequence: int | None = None,
     progress: Progress | None = None,
+    workers: int | None = None,
 ) -> int:
-    return _rebuild(app, target, AnalyticsStore, upto_sequence, progress, with_messages=True)
+    """`workers`: processes that decode events and make their fact rows (`rebuild_workers`);
+    0 does everything in this process; by default one per core for stores of
+    `PARALLEL_FROM` records and more that another process can open, else 0."""
+    workers = analytics_workers(app, workers)
+    if workers <= 0:
+        return _rebuild(app, target, AnalyticsStore, upto_sequence, progress, with_messages=True)
+    if not can_share_store(app):
+        raise RebuildWorkersUnavailableError(
+            "rebuild workers need a store that another process can open (an SQLite file or "
+            "PostgreSQL); use no workers for an in-memory store",
+            field="workers",
+        )
+    last = app.recorder.max_notification_id() or 0  # the workers and we stop at the same event
+    team = RebuildWorkers(app.env, workers=workers, until_notification=last)
+    try:
+        return _build(
+            target,
+            AnalyticsStore,
+            lambda store: store.apply_all_with_facts(team.batches(upto_sequence), progress),
+        )
+    finally:
+        team.close()
+
+
+def analytics_workers(app: TicketingApplication, requested: int | None = None) -> int:
+    """How many worker processes an analytics rebuild uses: `requested`, else one per core
+    for a store of `PARALLEL_FROM` records or more that another process can open, else 0."""
+    if requested is not None:
+        return max(requested, 0)
+    large = (app.recorder.max_notification_id() or 0) >= PARALLEL_FROM
+    return (os.cpu_count() or 1) if large and can_share_store(app) else 0
 
 
 def _rebuild(
@@ -53,19 +94,32 @@ def _rebuild(
     *,
     with_messages: bool = False,
 ) -> int:
-    """Build into `<target>.building`, then rename over the target: never a half-built file."""
+    batches = stream_batches(app, upto_sequence=upto_sequence, with_messages=with_messages)
+    return _build(target, store_class, lambda store: _apply(store, batches, progress))
+
+
+def _build(target: Path, store_class: Any, fill: Callable[[Any], int]) -> int:
+    """Build into `<target>.building`, then rename over the target: never a half-built file,
+    and none left behind when the build fails."""
     building = target.with_name(target.name + ".building")
-    for suffix in ("", "-wal", "-shm", ".wal"):  # SQLite's and DuckDB's journals
-        Path(f"{building}{suffix}").unlink(missing_ok=True)
-    with _collector_paused():
-        store = store_class(building)
-        try:
-            batches = stream_batches(app, upto_sequence=upto_sequence, with_messages=with_messages)
-            applied = _apply(store, batches, progress)
-        finally:
-            store.close()
+    _remove_with_journals(building)
+    try:
+        with _collector_paused():
+            store = store_class(building)
+            try:
+                applied = fill(store)
+            finally:
+                store.close()
+    except BaseException:
+        _remove_with_journals(building)
+        raise
     os.replace(building, target)
     return applied
+
+
+def _remove_with_journals(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", ".wal"):  # SQLite's and DuckDB's journals
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 def _apply(store: Any, batches: Iterator[list[Any]], progress: Progress | None) -> int:

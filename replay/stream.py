@@ -58,6 +58,19 @@ def _with_messages(app: TicketingApplication, rows: list[Row], sequence: int) ->
     return events
 
 
+def published_between(
+    app: TicketingApplication, after: int, upto: int, *, with_messages: bool = False
+) -> list[StreamEvent]:
+    """The published events with notification ids in (`after`, `upto`], in order, numbered
+    1, 2, 3… within the range: a reader that takes a range of the store without knowing what
+    went before it (a parallel rebuild's worker) leaves the stream numbering to its reader."""
+    if upto <= after:
+        return []
+    read = _sqlite_rows if _is_sqlite(app) else _library_rows
+    rows = read(app, after, upto - after, upto)
+    return (_with_messages if with_messages else _events)(app, rows, 0)
+
+
 Row = tuple[int, Any, int, str, bytes]
 
 
@@ -102,14 +115,22 @@ def _is_sqlite(app: TicketingApplication) -> bool:
     return type(app.recorder).__module__.endswith("sqlite")
 
 
-def _library_rows(app: TicketingApplication, position: int, limit: int) -> list[Row]:
+def _library_rows(
+    app: TicketingApplication, position: int, limit: int, until: int | None = None
+) -> list[Row]:
     notifications = app.recorder.select_notifications(
-        start=position + 1, limit=limit, topics=PUBLISHED_TOPICS, inclusive_of_start=True
+        start=position + 1,
+        limit=limit,
+        stop=until,
+        topics=PUBLISHED_TOPICS,
+        inclusive_of_start=True,
     )
     return [(n.id, n.originator_id, n.originator_version, n.topic, n.state) for n in notifications]
 
 
-def _sqlite_rows(app: TicketingApplication, position: int, limit: int) -> list[Row]:
+def _sqlite_rows(
+    app: TicketingApplication, position: int, limit: int, until: int | None = None
+) -> list[Row]:
     """The library's own query without building objects per row (5x cheaper per event); the
     ids come back as the UUID text the payloads carry, made by SQLite from the canonical hex
     the library stores (any other spelling goes through `UUID`)."""
@@ -118,14 +139,17 @@ def _sqlite_rows(app: TicketingApplication, position: int, limit: int) -> list[R
     with recorder.datastore.transaction(commit=False) as cursor:
         cursor.execute(
             f"SELECT rowid, {_UUID_TEXT}, originator_version, topic, state "
-            f"FROM {recorder.events_table_name} WHERE rowid > ? AND topic IN ({marks}) "
-            "ORDER BY rowid LIMIT ?",
-            [position, *PUBLISHED_TOPICS, limit],
+            f"FROM {recorder.events_table_name} WHERE rowid > ? AND rowid <= ? "
+            f"AND topic IN ({marks}) ORDER BY rowid LIMIT ?",
+            [position, _LAST_ROWID if until is None else until, *PUBLISHED_TOPICS, limit],
         )
         rows: list[Row] = cursor.fetchall()
     if any(row[1][0] == "?" for row in rows):
         return [(r[0], _uuid_text(r[1]), r[2], r[3], r[4]) for r in rows]
     return rows
+
+
+_LAST_ROWID = 2**63 - 1
 
 
 def _uuid_text(value: str) -> str:

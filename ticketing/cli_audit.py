@@ -112,19 +112,29 @@ def verify_projections(as_json: bool) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write here instead of replacing the live file (stop its projector first).",
 )
-def rebuild(projection: str, target: Path | None) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    help="Analytics: processes that decode events beside the fold (default: one per core "
+    "for large stores; 0: none).",
+)
+def rebuild(projection: str, target: Path | None, workers: int | None) -> None:
     """Rebuild a projection from the event store, with a progress bar."""
-    from replay.rebuild import published_count, rebuild_analytics, rebuild_queue
+    from replay.rebuild import analytics_workers, published_count, rebuild_analytics, rebuild_queue
     from ticketing.processes import analytics_path, analytics_snapshot_path, queue_path
 
     obj = current_context()
     app = obj.service.app
     live = queue_path(obj.settings) if projection == "queue" else analytics_path(obj.settings)
     destination = target or live
-    build = rebuild_queue if projection == "queue" else rebuild_analytics
     total = published_count(app)
     with click.progressbar(length=total, label=f"rebuilding {projection}", file=sys.stderr) as bar:
-        applied = build(app, destination, progress=bar.update)
+        if projection == "queue":
+            applied, how = rebuild_queue(app, destination, progress=bar.update), ""
+        else:
+            workers = analytics_workers(app, workers)
+            applied = rebuild_analytics(app, destination, progress=bar.update, workers=workers)
+            how = f" ({workers} workers)" if workers else " (in one process)"
     if projection == "analytics" and target is None:
         from projections.analytics.store import AnalyticsStore
 
@@ -133,7 +143,7 @@ def rebuild(projection: str, target: Path | None) -> None:
             store.publish_snapshot(analytics_snapshot_path(obj.settings))
         finally:
             store.close()
-    click.echo(f"rebuilt {projection} from {applied} events into {destination}")
+    click.echo(f"rebuilt {projection} from {applied} events into {destination}{how}")
 
 
 @click.command()

@@ -157,6 +157,23 @@ class AnalyticsStore:
         folded (DuckDB releases the GIL while it works); one batch at most is in flight.
         Event facts go in whole row groups (`WholeRowGroups`), so DuckDB compresses them on
         that thread instead of in the commit at the end."""
+        return self._apply_all(((events, None) for events in batches), progress)
+
+    def apply_all_with_facts(
+        self,
+        batches: Iterable[tuple[Sequence[StreamEvent], pa.Table]],
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """`apply_all` for batches whose event fact rows were made elsewhere (a parallel
+        rebuild's workers), complete but for the stream sequence and the account, which the
+        fold fills in."""
+        return self._apply_all(batches, progress)
+
+    def _apply_all(
+        self,
+        batches: Iterable[tuple[Sequence[StreamEvent], pa.Table | None]],
+        progress: Callable[[int], None] | None,
+    ) -> int:
         with self._lock:
             if self._position != 0:
                 raise ValueError("apply_all needs an empty projection; use apply")
@@ -172,13 +189,17 @@ class AnalyticsStore:
                 )
                 with ThreadPoolExecutor(1, thread_name_prefix="analytics-writer") as writer:
                     in_flight: Future[None] | None = None
-                    for events in batches:
+                    for events, made_facts in batches:
                         if not events:
                             continue
-                        fold = BatchFold(tickets, accounts)
+                        fold = BatchFold(tickets, accounts, with_event_rows=made_facts is None)
                         for event in events:
                             fold.add(event)
-                        facts = arrow_table(EVENT_FACTS, fold.event_columns)
+                        facts = (
+                            arrow_table(EVENT_FACTS, fold.event_columns)
+                            if made_facts is None
+                            else _completed(made_facts, events, fold.account_ids)
+                        )
                         if in_flight is not None:
                             in_flight.result()
                         in_flight = writer.submit(self._write_facts, events, facts, facts_in)
@@ -395,6 +416,24 @@ class AnalyticsStore:
             self._con.unregister("_batch_rows")
 
 
+_SEQUENCE_COLUMN = [c.name for c in EVENT_FACTS].index("stream_sequence")
+_ACCOUNT_COLUMN = [c.name for c in EVENT_FACTS].index("account_id")
+
+
+def _completed(
+    facts: pa.Table, events: Sequence[StreamEvent], account_ids: list[str | None]
+) -> pa.Table:
+    """Fact rows made elsewhere, with the stream sequences and accounts filled in."""
+    if facts.num_rows != len(events):
+        raise ValueError(f"{facts.num_rows} event fact rows for {len(events)} events")
+    facts = facts.set_column(
+        _SEQUENCE_COLUMN,
+        "stream_sequence",
+        pa.array([e.sequence for e in events], pa.int64()),
+    )
+    return facts.set_column(_ACCOUNT_COLUMN, "account_id", pa.array(account_ids, pa.string()))
+
+
 class BatchFold:
     """Folds a batch of event payloads into event fact columns and one row per aggregate.
 
@@ -406,9 +445,14 @@ class BatchFold:
         self,
         tickets: dict[str, dict[str, Any]],
         accounts: dict[str, dict[str, Any]],
+        *,
+        with_event_rows: bool = True,
     ) -> None:
         self.tickets = tickets
         self.accounts = accounts
+        self._with_event_rows = with_event_rows
+        self.account_ids: list[str | None] = []
+        """Each event's account, in order, when its rows are made elsewhere."""
         self._changed_tickets: set[str] = set()
         self._changed_accounts: set[str] = set()
         self.event_rows: list[tuple[Any, ...]] = []
@@ -443,7 +487,10 @@ class BatchFold:
             account_id = self._account(aggregate_id, payload, at)
         elif aggregate_kind == "ticket":
             account_id = self._ticket(aggregate_id, payload, at)
-        self.event_rows.append(event_fact_row(event, aggregate_kind, account_id, at))
+        if self._with_event_rows:
+            self.event_rows.append(event_fact_row(event, aggregate_kind, account_id, at))
+        else:
+            self.account_ids.append(account_id)
 
     def _account(self, account_uuid: str, payload: dict[str, Any], at: int) -> str | None:
         kind = payload["type"]
