@@ -103,8 +103,12 @@ def _cut_message(payload: dict[str, Any], dropped: dict[str, Any], state: bytes)
         return None
     text = state.decode()
     recorded_at, occurred_at = dropped["timestamp"], payload["occurred_at"]
-    if not _plain(recorded_at, occurred_at, payload["aggregate_id"]) or not (
-        type(payload["version"]) is int and type(payload["notification_id"]) is int
+    if not (
+        _plain_text(recorded_at)
+        and _plain_text(occurred_at)
+        and _plain_text(payload["aggregate_id"])
+        and type(payload["version"]) is int
+        and type(payload["notification_id"]) is int
     ):
         return None
     head = f'{{"timestamp":{_TIME_MARKER}{recorded_at}"}}'
@@ -115,7 +119,7 @@ def _cut_message(payload: dict[str, Any], dropped: dict[str, Any], state: bytes)
     for name, value in dropped.items():
         if body is None or name == "timestamp":
             continue
-        if isinstance(value, str) and _plain(value):
+        if _plain_text(value):
             body = _without(body, f',"{name}":"{value}"', ("",))
         elif type(value) is int:
             body = _without(body, f',"{name}":{value}', (",", "}"))
@@ -191,7 +195,7 @@ def _payload(
     return payload
 
 
-def _plain(*values: Any) -> bool:
-    """Strings that JSON writes as they are between quotes (no quote or backslash to escape;
-    a control character cannot match unescaped JSON text at all)."""
-    return all(isinstance(v, str) and '"' not in v and "\\" not in v for v in values)
+def _plain_text(value: Any) -> bool:
+    """A string that JSON writes as it is between quotes (no quote or backslash to escape; a
+    control character cannot match unescaped JSON text at all)."""
+    return type(value) is str and '"' not in value and "\\" not in value
