@@ -603,8 +603,7 @@ def staged(app: TicketingApplication, stages: Stages) -> Iterator[None]:
 
     stream_batches = rebuild_module.stream_batches
 
-    def timed_stream(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        batches = stream_batches(*args, **kwargs)
+    def timed(batches: Iterator[Any]) -> Iterator[Any]:
         while True:
             begin = time.perf_counter()
             batch = next(batches, None)
@@ -612,6 +611,9 @@ def staged(app: TicketingApplication, stages: Stages) -> Iterator[None]:
             if batch is None:
                 return
             yield batch
+
+    def timed_stream(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        return timed(stream_batches(*args, **kwargs))
 
     workers_class = rebuild_module.RebuildWorkers
 
@@ -623,14 +625,7 @@ def staged(app: TicketingApplication, stages: Stages) -> Iterator[None]:
             stages.workers = kwargs["workers"]
 
         def batches(self, upto_sequence: int | None = None) -> Iterator[Any]:
-            batches = super().batches(upto_sequence)
-            while True:
-                begin = time.perf_counter()
-                batch = next(batches, None)
-                stages.stream += time.perf_counter() - begin
-                if batch is None:
-                    return
-                yield batch
+            return timed(super().batches(upto_sequence))
 
     recorder.select_notifications = timed_select  # type: ignore[method-assign]
     rebuild_module.stream_batches = timed_stream  # type: ignore[assignment]
@@ -759,6 +754,27 @@ INSERT_EVENT_FACTS = (
 )
 
 
+@contextlib.contextmanager
+def fresh_event_facts(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A new DuckDB file holding the store's empty `event_facts`, removed afterwards."""
+    remove_store(path)
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(EVENT_FACTS_SQL)
+        yield con
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            con.close()
+        remove_store(path)
+
+
+def insert_batch(con: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
+    con.register("_batch_rows", table)
+    con.execute(INSERT_EVENT_FACTS)
+    con.unregister("_batch_rows")
+
+
 def duckdb_ingest(
     path: Path,
     tables: list[pa.Table] | None = None,
@@ -766,11 +782,7 @@ def duckdb_ingest(
 ) -> tuple[int, float, float]:
     """Plain ingest into a fresh `event_facts`: one INSERT ... SELECT transaction per batch;
     from prebuilt tables, or building each table from row tuples inside the timing."""
-    remove_store(path)
-    con = duckdb.connect(str(path))
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        con.execute(EVENT_FACTS_SQL)
+    with fresh_event_facts(path) as con:
         count = 0
         begin, begin_cpu = time.perf_counter(), time.process_time()
         for batch in tables if tables is not None else rows or []:
@@ -785,46 +797,25 @@ def duckdb_ingest(
                     }
                 )
             con.begin()
-            con.register("_batch_rows", table)
-            con.execute(INSERT_EVENT_FACTS)
-            con.unregister("_batch_rows")
+            insert_batch(con, table)
             con.commit()
             count += table.num_rows
         con.close()
-        seconds = time.perf_counter() - begin
-        cpu = time.process_time() - begin_cpu
-    finally:
-        with contextlib.suppress(duckdb.Error):
-            con.close()
-        remove_store(path)
-    return count, seconds, cpu
+        return count, time.perf_counter() - begin, time.process_time() - begin_cpu
 
 
 def duckdb_ingest_whole_groups(path: Path, tables: list[pa.Table]) -> tuple[int, float, float]:
     """Information beside the plain ingest: the same rows in whole row groups, one transaction
     (the way the rebuild now writes them, compressed as they go in)."""
-    remove_store(path)
-    rows = pa.concat_tables(tables).combine_chunks() if tables else None
-    con = duckdb.connect(str(path))
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        con.execute(EVENT_FACTS_SQL)
+    rows = pa.concat_tables(tables).combine_chunks()
+    with fresh_event_facts(path) as con:
         begin, begin_cpu = time.perf_counter(), time.process_time()
-        count = rows.num_rows if rows is not None else 0
         con.begin()
-        for start in range(0, count, ROW_GROUP_ROWS):
-            con.register("_batch_rows", rows.slice(start, ROW_GROUP_ROWS))  # type: ignore[union-attr]
-            con.execute(INSERT_EVENT_FACTS)
-            con.unregister("_batch_rows")
+        for start in range(0, rows.num_rows, ROW_GROUP_ROWS):
+            insert_batch(con, rows.slice(start, ROW_GROUP_ROWS))
         con.commit()
         con.close()
-        seconds = time.perf_counter() - begin
-        cpu = time.process_time() - begin_cpu
-    finally:
-        with contextlib.suppress(duckdb.Error):
-            con.close()
-        remove_store(path)
-    return count, seconds, cpu
+        return rows.num_rows, time.perf_counter() - begin, time.process_time() - begin_cpu
 
 
 @dataclass
@@ -879,7 +870,7 @@ class RebuildBench:
         self.ingests.append((count, seconds, cpu))
         built, built_seconds, built_cpu = duckdb_ingest(path, rows=self.rows)
         self.ingests_built.append((built, built_seconds, built_cpu))
-        whole, whole_seconds, whole_cpu = duckdb_ingest_whole_groups(path, self.tables or [])
+        whole, whole_seconds, whole_cpu = duckdb_ingest_whole_groups(path, self.tables)
         self.ingests_whole.append((whole, whole_seconds, whole_cpu))
         log(
             f"  plain DuckDB ingest: {count / seconds:.0f} rows/s prebuilt Arrow, "
