@@ -25,7 +25,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from multiprocessing.connection import Connection
-from typing import IO, Any
+from typing import Any
 
 import pyarrow as pa
 
@@ -75,9 +75,10 @@ class RebuildWorkers:
         range_size = range_size or RANGE
         self._until = until_notification
         self._range = range_size
-        self._workers = [
-            _Worker(
-                {
+        self._workers: list[_Worker] = []
+        try:
+            for index in range(workers):
+                request = {
                     # The store exists: workers creating its tables at once would race
                     # (PostgreSQL answers "tuple concurrently updated").
                     "env": {**env, "CREATE_TABLE": "no"},
@@ -86,9 +87,10 @@ class RebuildWorkers:
                     "until_notification": until_notification,
                     "range": range_size,
                 }
-            )
-            for index in range(workers)
-        ]
+                self._workers.append(_Worker(request))
+        except BaseException:
+            self.close()  # the ones already started
+            raise
 
     def batches(
         self, upto_sequence: int | None = None
@@ -208,10 +210,10 @@ def _fact_rows(events: list[StreamEvent]) -> pa.RecordBatch:
     )
 
 
-def main(stdin: IO[bytes] | None = None) -> int:
-    request = json.load(stdin or sys.stdin.buffer)
+def main() -> int:
+    request = json.load(sys.stdin.buffer)
     channel = Connection(os.dup(sys.stdout.fileno()), readable=False)
-    sys.stdout = sys.stderr  # nothing else may write into the channel
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # nothing else may write into the channel
     try:
         _send_ranges(request, channel)
     except (BrokenPipeError, ConnectionResetError):
