@@ -40,6 +40,29 @@ from ticketing.domain.events import AGGREGATE_KIND_OF
 RANGE = 40_000
 """Notification ids per range: about 20,000 events where each command stores its record."""
 
+_RAMP = (8, 4, 2)
+"""The first ranges are 1/8, 1/4 and 1/2 of `RANGE`: the rebuild starts folding as soon as a
+worker has read a few thousand events, not a whole range."""
+
+
+def range_bounds(number: int, size: int) -> tuple[int, int]:
+    """Range `number` as notification ids (after, upto]."""
+    ramp = [size // part for part in _RAMP]
+    if number < len(ramp):
+        after = sum(ramp[:number])
+        return after, after + ramp[number]
+    after = sum(ramp) + (number - len(ramp)) * size
+    return after, after + size
+
+
+def range_count(until: int, size: int) -> int:
+    """How many ranges cover notification ids 1 to `until`."""
+    count = 0
+    while range_bounds(count, size)[0] < until:
+        count += 1
+    return count
+
+
 FACTS_SCHEMA = pa.schema([(c.name, c.arrow_type) for c in EVENT_FACTS])
 
 
@@ -97,8 +120,8 @@ class RebuildWorkers:
     ) -> Iterator[tuple[list[StreamEvent], pa.Table]]:
         """(events numbered in the stream, their fact rows without sequences and accounts),
         one pair per range that holds published events, up to `upto_sequence` events."""
-        sequence, ranges = 0, -(-self._until // self._range)
-        for number in range(ranges):
+        sequence = 0
+        for number in range(range_count(self._until, self._range)):
             payloads, facts = self._workers[number % len(self._workers)].receive()
             if upto_sequence is not None and sequence + len(payloads) > upto_sequence:
                 payloads, facts = (
@@ -169,10 +192,9 @@ def _send_ranges(request: dict[str, Any], channel: Connection) -> None:
     app = TicketingApplication(env=request["env"])
     until, size = request["until_notification"], request["range"]
     try:
-        for number in range(request["worker"], -(-until // size), request["workers"]):
-            events = published_between(
-                app, number * size, min((number + 1) * size, until), with_messages=True
-            )
+        for number in range(request["worker"], range_count(until, size), request["workers"]):
+            after, upto = range_bounds(number, size)
+            events = published_between(app, after, min(upto, until), with_messages=True)
             channel.send_bytes(_dumps([e.payload for e in events]))
             channel.send_bytes(_fact_rows(events).serialize())
     finally:
