@@ -7,11 +7,34 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+def log(message: str) -> None:
+    """Progress to stderr: stdout carries only the JSON result."""
+    print(message, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def temporary_root(name: str, *, keep: bool) -> Iterator[Path]:
+    """One run's fresh temporary directory, removed afterwards unless `keep`. SIGTERM unwinds
+    like Ctrl-C, so every `finally` inside (stores, processes, servers) runs first."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    root = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    try:
+        yield root
+    finally:
+        if keep:
+            log(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def machine_load() -> dict[str, float | None]:

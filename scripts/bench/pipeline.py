@@ -74,11 +74,8 @@ import json
 import os
 import platform
 import pstats
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -89,10 +86,12 @@ from typing import Any
 
 from benchkit import (  # this folder still heads sys.path here
     aim,
+    log,
     log_tail,
     machine_load,
     start_process,
     stop_process,
+    temporary_root,
 )
 
 # Run as a file, this script's folder comes first on sys.path, and its sibling commands.py
@@ -128,10 +127,6 @@ RAW_STREAM = "BENCH_RAW"
 RAW_PREFIX = "bench.raw."
 GROUP = 128  # commands per execute_many call when writing the relay's events
 REQUEST_TIMEOUT_S = 30.0
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # --- workload -------------------------------------------------------------------------------
@@ -950,21 +945,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.profiled_service is not None:
         profiled_service_main(args.profiled_service, args.service_cprofile)
         return 0
-    # SIGTERM unwinds like Ctrl-C, so every `finally` stops its processes and the server.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     log(
         f"bench pipeline: {args.commands} commands per case ({', '.join(map(str, CASES))} "
         f"callers, {args.connections} connection(s)), ceiling {args.commands} commands, "
         f"relay {args.relay_events} events, SQLite"
     )
-    root = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    try:
+    with temporary_root("pipeline", keep=args.keep) as root:
         result = run(args, root)
-    finally:
-        if args.keep:
-            log(f"kept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
     log(
         f"ratio 64/ceiling {result['ratio_64_vs_ceiling']:.2f} (aim {AIM_RATIO_64}), p99@64 "
         f"{result['nats_request_reply']['64']['p99_ms']:.1f} ms (aim {AIM_P99_64_MS}), relay "

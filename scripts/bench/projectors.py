@@ -81,12 +81,10 @@ import json
 import os
 import platform
 import shutil
-import signal
 import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -98,10 +96,12 @@ from typing import Any
 
 from benchkit import (  # this folder still heads sys.path here
     aim,
+    log,
     log_tail,
     machine_load,
     start_process,
     stop_process,
+    temporary_root,
 )
 
 # Run as a file, this script's folder comes first on sys.path, and its sibling commands.py
@@ -163,10 +163,6 @@ ACCOUNT_ID = "acme"
 AGENT = m.ActorModel(kind=ActorKind.AGENT, id="ana")
 CUSTOMER = m.ActorModel(kind=ActorKind.CUSTOMER, id="bob")
 SERVICE_NAME = "ticketing-commands"
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # --- statistics and machine -----------------------------------------------------------------
@@ -1579,20 +1575,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # SIGTERM unwinds like Ctrl-C, so every `finally` stops its processes and the servers.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     log(
         f"bench projectors: ~{args.events} events x {args.rounds} round(s); {args.rate:.0f} "
         f"commands/s for {args.seconds:.0f} s; KPIs on {args.kpi_tickets} tickets"
     )
-    root = Path(tempfile.mkdtemp(prefix="bench-projectors-"))
-    try:
+    with temporary_root("projectors", keep=args.keep) as root:
         result = run(args, root)
-    finally:
-        if args.keep:
-            log(f"kept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
     for name, entry in result["aims"].items():
         log(f"{name}: {entry['value']} (aim {entry['aim']}) {'met' if entry['met'] else 'MISSED'}")
     print(json.dumps(result))

@@ -93,10 +93,7 @@ import platform
 import pstats
 import random
 import resource
-import shutil
-import signal
 import sys
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -107,7 +104,12 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from benchkit import aim, machine_load  # this folder still heads sys.path here
+from benchkit import (  # this folder still heads sys.path here
+    aim,
+    log,
+    machine_load,
+    temporary_root,
+)
 
 # Run as a file, this script's folder comes first on sys.path, and its sibling commands.py
 # would shadow the project's `commands` package: drop the folder before importing the project.
@@ -163,10 +165,6 @@ SYSTEM = Actor(ActorKind.SYSTEM, "onboarding")
 AUTOMATION = Actor(ActorKind.AUTOMATION, "triage-rules")
 
 Step = tuple[str, str, Ticket]  # (command name, command id, the ticket it changed)
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # --- statistics -----------------------------------------------------------------------------
@@ -1142,21 +1140,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # SIGTERM unwinds like Ctrl-C, so every `finally` closes the stores and cleans up.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     log(
         f"bench replay: {LONG_TICKET_EVENTS}-event ticket x {args.repeats}, rebuilds of "
         f"{args.events} events x {args.rounds} rounds, "
         f"{'1M extrapolated' if args.skip_million else '1M measured'}, SQLite"
     )
-    root = Path(tempfile.mkdtemp(prefix="bench-replay-"))
-    try:
+    with temporary_root("replay", keep=args.keep) as root:
         result = run(args, root)
-    finally:
-        if args.keep:
-            log(f"kept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
     aims = result["aims"]
     log(
         ", ".join(

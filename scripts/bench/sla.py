@@ -72,11 +72,8 @@ import json
 import os
 import platform
 import random
-import shutil
-import signal
 import sqlite3
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -86,7 +83,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from benchkit import machine_load  # this folder still heads sys.path here
+from benchkit import log, machine_load, temporary_root  # this folder still heads sys.path
 
 # Run as a file, this script's folder comes first on sys.path, and its sibling commands.py
 # would shadow the project's `commands` package: drop the folder before importing the project.
@@ -127,10 +124,6 @@ ACCOUNTS = (
 PRIORITIES = (Priority.LOW, Priority.NORMAL, Priority.NORMAL, Priority.HIGH, Priority.URGENT)
 AGENT = m.ActorModel(kind=ActorKind.AGENT, id="ana")
 SYSTEM = m.ActorModel(kind=ActorKind.SYSTEM, id="sla-bench")
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -581,17 +574,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # SIGTERM unwinds like Ctrl-C, so every `finally` closes the stores and cleans up.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     log(f"bench sla: {args.tickets} tickets x {args.rounds} round(s), SQLite")
-    root = Path(tempfile.mkdtemp(prefix="bench-sla-"))
-    try:
+    with temporary_root("sla", keep=args.keep) as root:
         result = run(args, root)
-    finally:
-        if args.keep:
-            log(f"kept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
     fold, judging = result["monitor_fold"], result["monitor_judging"]
     log(
         f"monitor fold {fold['ratio_vs_noop_worker_store']} x the no-op store, judging "
