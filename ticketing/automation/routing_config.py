@@ -15,10 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ticketing.automation.triggers import describe
 from ticketing.domain.routing import RoutingPolicy
 from ticketing.domain.values import IDENTIFIER_PATTERN
-from ticketing.toml_files import read_toml
+from ticketing.toml_files import describe_validation, read_toml
 
 
 class RoutingConfigError(ValueError):
@@ -62,7 +61,7 @@ def parse_routing(data: Mapping[str, Any]) -> RoutingConfig:
     try:
         return RoutingConfig.model_validate(data)
     except ValidationError as error:
-        raise RoutingConfigError(describe(error)) from error
+        raise RoutingConfigError(describe_validation(error)) from error
 
 
 def load_routing(path: Path | str) -> RoutingConfig:

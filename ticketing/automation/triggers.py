@@ -69,7 +69,7 @@ from ticketing.domain.values import (
     Status,
     Visibility,
 )
-from ticketing.toml_files import read_toml
+from ticketing.toml_files import describe_validation, read_toml
 
 MAX_CASCADE_DEPTH = 3
 """No rule fires on an event that is this many automated steps away from a human's change."""
@@ -357,7 +357,7 @@ def parse_rules(
         try:
             rule = Rule.model_validate(raw, context=context)
         except ValidationError as error:
-            problems.append(f"{label}: {describe(error)}")
+            problems.append(f"{label}: {describe_validation(error)}")
             continue
         if rule.id in seen:
             problems.append(f"{label}: id: used by an earlier rule; rule ids are unique")
@@ -382,16 +382,6 @@ def load_rules(path: Path | str, *, categories: Iterable[str] | None = None) -> 
 def _rule_label(raw: Any, index: int) -> str:
     rule_id = raw.get("id") if isinstance(raw, Mapping) else None
     return f"rule {rule_id!r}" if isinstance(rule_id, str) else f"rule #{index} (no id)"
-
-
-def describe(error: ValidationError) -> str:
-    """pydantic's errors as `field.path: message` joined by '; ' (aliases such as `if` kept)."""
-    parts = []
-    for problem in error.errors(include_url=False):
-        location = ".".join(str(p) for p in problem["loc"])
-        message = str(problem["msg"]).removeprefix("Value error, ")
-        parts.append(f"{location}: {message}" if location else message)
-    return "; ".join(parts)
 
 
 # --- evaluation --------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from ticketing.domain.values import (
     SlaTier,
     Status,
 )
-from ticketing.toml_files import read_toml
+from ticketing.toml_files import describe_validation, read_toml
 
 SourceName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN.pattern)]
@@ -306,17 +306,7 @@ def load_mapping(path: Path | str) -> ImportMapping:
     try:
         return ImportMapping.model_validate(data)
     except ValidationError as error:
-        raise MappingError(f"{path}: {describe(error)}") from error
-
-
-def describe(error: ValidationError) -> str:
-    """pydantic's errors as `field.path: message` joined by '; '."""
-    parts = []
-    for problem in error.errors(include_url=False):
-        location = ".".join(str(p) for p in problem["loc"])
-        message = str(problem["msg"]).removeprefix("Value error, ")
-        parts.append(f"{location}: {message}" if location else message)
-    return "; ".join(parts)
+        raise MappingError(f"{path}: {describe_validation(error)}") from error
 
 
 # --- values ------------------------------------------------------------------------------

@@ -26,12 +26,12 @@ from ticketing.importing.mapping import (
     ImportMapping,
     TimeSpec,
     Unmappable,
-    describe,
     lookup,
     render,
     slugify,
 )
 from ticketing.importing.readers import SourceRow
+from ticketing.toml_files import describe_validation
 
 _PLAIN_CASE = re.compile(r"^[A-Za-z0-9_.@\-]{1,64}$")
 MAX_REASON_CHARS = 500
@@ -197,7 +197,7 @@ class CasePlanner:
             except Unmappable as problem:
                 result.outcome, result.message = problem.code, problem.message
             except ValidationError as error:
-                result.outcome, result.message = "validation_error", describe(error)
+                result.outcome, result.message = "validation_error", describe_validation(error)
         for position, (row, bad_time) in enumerate(untimed, start=len(timed) + 1):
             planned.append(PlannedRow(row.line, position, [], bad_time.code, bad_time.message))
         ticket_id = case_ticket_id(self.source, case_id) if state.opened else None
