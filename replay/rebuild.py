@@ -60,14 +60,8 @@ def rebuild_analytics(
     """`workers`: processes that decode events and make their fact rows (`rebuild_workers`);
     0 does everything in this process; the default is `analytics_workers`."""
     workers = analytics_workers(app, workers)
-    if workers <= 0:
+    if workers == 0:
         return _rebuild(app, target, AnalyticsStore, upto_sequence, progress, with_messages=True)
-    if not can_share_store(app):
-        raise RebuildWorkersUnavailableError(
-            "rebuild workers need a store that another process can open (an SQLite file or "
-            "PostgreSQL); use no workers for an in-memory store",
-            field="workers",
-        )
     last = app.recorder.max_notification_id() or 0  # the workers and we stop at the same event
     team = RebuildWorkers(app.env, workers=workers, until_notification=last)
     try:
@@ -83,11 +77,17 @@ def rebuild_analytics(
 def analytics_workers(app: TicketingApplication, requested: int | None = None) -> int:
     """How many worker processes an analytics rebuild uses: `requested`, else one per core (at
     most `MOST_WORKERS`) for a store of `PARALLEL_FROM` records or more that another process
-    can open, else 0."""
-    if requested is not None:
-        return max(requested, 0)
-    large = (app.recorder.max_notification_id() or 0) >= PARALLEL_FROM
-    return min(os.cpu_count() or 1, MOST_WORKERS) if large and can_share_store(app) else 0
+    can open, else 0. Workers asked of a store no other process can open are refused."""
+    if requested is None:
+        large = (app.recorder.max_notification_id() or 0) >= PARALLEL_FROM
+        return min(os.cpu_count() or 1, MOST_WORKERS) if large and can_share_store(app) else 0
+    if requested > 0 and not can_share_store(app):
+        raise RebuildWorkersUnavailableError(
+            "rebuild workers need a store that another process can open (an SQLite file or "
+            "PostgreSQL); use no workers for an in-memory store",
+            field="workers",
+        )
+    return max(requested, 0)
 
 
 def _rebuild(

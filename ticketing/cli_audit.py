@@ -127,14 +127,15 @@ def rebuild(projection: str, target: Path | None, workers: int | None) -> None:
     app = obj.service.app
     live = queue_path(obj.settings) if projection == "queue" else analytics_path(obj.settings)
     destination = target or live
+    if projection == "analytics":
+        workers = analytics_workers(app, workers)  # refused here, before anything starts
+        how = f" ({workers} workers)" if workers else " (in one process)"
     total = published_count(app)
     with click.progressbar(length=total, label=f"rebuilding {projection}", file=sys.stderr) as bar:
         if projection == "queue":
             applied, how = rebuild_queue(app, destination, progress=bar.update), ""
         else:
-            workers = analytics_workers(app, workers)
             applied = rebuild_analytics(app, destination, progress=bar.update, workers=workers)
-            how = f" ({workers} workers)" if workers else " (in one process)"
     if projection == "analytics" and target is None:
         from projections.analytics.store import AnalyticsStore
 

@@ -191,20 +191,45 @@ def test_workers_need_a_store_another_process_can_open(tmp_path: Path) -> None:
         app.close()
 
 
+def rebuild_cli(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`ticketing rebuild analytics ARGS` as an operator's shell runs it."""
+    plain = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("ticketing")), "rebuild", "analytics", *args],
+        capture_output=True,
+        text=True,
+        env={**plain, "TICKETING_HOME": str(home), **env},
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "code"),
+    [
+        (["--workers", "-1"], {}, "usage_error"),
+        (["--workers", "two"], {}, "usage_error"),
+        (["--workers", "2"], {"TICKETING_EVENT_STORE": "memory"}, "rebuild_workers_unavailable"),
+    ],
+)
+def test_the_cli_refuses_bad_workers_and_writes_nothing(
+    tmp_path: Path, args: list[str], env: dict[str, str], code: str
+) -> None:
+    target = tmp_path / "analytics.duckdb"
+    # When
+    result = rebuild_cli(tmp_path / "home", *args, "--to", str(target), **env)
+    # Then one error line with its stable code, and no file
+    assert result.returncode != 0
+    assert result.stderr.startswith(f"error: {code}: "), result.stderr
+    assert "--workers" in result.stderr or "another process" in result.stderr
+    assert not list(tmp_path.glob("analytics.duckdb*"))
+
+
 def test_the_cli_rebuilds_with_workers(home: Path, tmp_path: Path) -> None:
     # Given a copy of the store (the CLI writes the live projection files)
     own = tmp_path / "home"
     shutil.copytree(home, own)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
-    command = [str(Path(sys.executable).with_name("ticketing")), "rebuild", "analytics"]
     # When
-    result = subprocess.run(
-        [*command, "--workers", "2", "--to", str(tmp_path / "workers.duckdb")],
-        capture_output=True,
-        text=True,
-        env={**env, "TICKETING_HOME": str(own)},
-        timeout=120,
-    )
+    result = rebuild_cli(own, "--workers", "2", "--to", str(tmp_path / "workers.duckdb"))
     # Then
     assert result.returncode == 0, result.stderr
     assert "2 workers" in result.stdout
