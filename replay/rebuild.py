@@ -24,9 +24,10 @@ from replay.stream import occurred_at, published_after, stream_batches
 Progress = Callable[[int], None]
 
 
-def published_count(app: TicketingApplication) -> int:
-    """How many events a rebuild will read (for the progress bar)."""
-    return published_after(app, 0)[0]
+def published_count(app: TicketingApplication, last_notification: int | None = None) -> int:
+    """How many events a rebuild will read (for the progress bar), up to `last_notification`
+    when given."""
+    return published_after(app, 0, last_notification)[0]
 
 
 def rebuild_queue(
@@ -56,22 +57,45 @@ def rebuild_analytics(
     upto_sequence: int | None = None,
     progress: Progress | None = None,
     workers: int | None = None,
+    published: int | None = None,
 ) -> int:
     """`workers`: processes that decode events and make their fact rows (`rebuild_workers`);
-    0 does everything in this process; the default is `analytics_workers`."""
+    0 does everything in this process; the default is `analytics_workers`. `published`: the
+    `published_count` when the caller has it (the progress bar's total); else it is counted
+    here, for the layout of the file's row groups (`projections.analytics.row_groups`)."""
     workers = analytics_workers(app, workers)
     if workers == 0:
-        return _rebuild(app, target, AnalyticsStore, upto_sequence, progress, with_messages=True)
-    last = app.recorder.max_notification_id() or 0  # the workers and we stop at the same event
-    team = RebuildWorkers(app.env, workers=workers, until_notification=last)
-    try:
+        expected = _expected_events(app, upto_sequence, published)
+        batches = stream_batches(app, upto_sequence=upto_sequence, with_messages=True)
         return _build(
             target,
             AnalyticsStore,
-            lambda store: store.apply_all_with_facts(team.batches(upto_sequence), progress),
+            lambda store: store.apply_all(batches, progress, expected_events=expected),
+        )
+    last = app.recorder.max_notification_id() or 0  # the workers and we stop at the same event
+    team = RebuildWorkers(app.env, workers=workers, until_notification=last)
+    try:
+        expected = _expected_events(app, upto_sequence, published, last)  # as workers start
+        return _build(
+            target,
+            AnalyticsStore,
+            lambda store: store.apply_all_with_facts(
+                team.batches(upto_sequence), progress, expected_events=expected
+            ),
         )
     finally:
         team.close()
+
+
+def _expected_events(
+    app: TicketingApplication,
+    upto_sequence: int | None,
+    published: int | None,
+    last_notification: int | None = None,
+) -> int:
+    if published is None:
+        published = published_count(app, last_notification)
+    return published if upto_sequence is None else min(published, upto_sequence)
 
 
 def analytics_workers(app: TicketingApplication, requested: int | None = None) -> int:

@@ -91,28 +91,58 @@ def aggregate_rows(app: TicketingApplication, aggregate_id: UUID) -> list[tuple[
         return [(row[0], row[1], row[2]) for row in cursor.fetchall()]
 
 
-def published_after(app: TicketingApplication, position: int) -> tuple[int, int]:
-    """(how many published events follow notification `position`, the last one's id) — one
-    aggregate query on SQLite, a scan of the library's pages elsewhere."""
+def published_after(
+    app: TicketingApplication, position: int, until: int | None = None
+) -> tuple[int, int]:
+    """(how many published events follow notification `position`, up to notification `until`
+    when given; the last one's id) — one aggregate query on SQLite and PostgreSQL, a scan of
+    the library's pages elsewhere."""
+    until = _LAST_ROWID if until is None else until
     if _is_sqlite(app):
         recorder: Any = app.recorder
         marks = ",".join("?" for _ in PUBLISHED_TOPICS)
         with recorder.datastore.transaction(commit=False) as cursor:
             cursor.execute(
                 f"SELECT count(*), max(rowid) FROM {recorder.events_table_name} "
-                f"WHERE rowid > ? AND topic IN ({marks})",
-                [position, *PUBLISHED_TOPICS],
+                f"WHERE rowid > ? AND rowid <= ? AND topic IN ({marks})",
+                [position, until, *PUBLISHED_TOPICS],
             )
             count, last = cursor.fetchone()
         return int(count), int(last or position)
+    if _is_postgres(app):
+        return _postgres_published_after(app, position, until)
     count, last = 0, position
-    while rows := _library_rows(app, last, BATCH):
+    while rows := _library_rows(app, last, BATCH, until):
         count, last = count + len(rows), rows[-1][0]
     return count, last
 
 
+def _postgres_published_after(
+    app: TicketingApplication, position: int, until: int
+) -> tuple[int, int]:
+    """`published_after` as one aggregate query on the library's PostgreSQL table."""
+    from psycopg.sql import SQL, Identifier  # only here: PostgreSQL is optional
+
+    recorder: Any = app.recorder
+    statement = SQL(
+        "SELECT count(*) AS count, max(notification_id) AS last FROM {schema}.{table} "
+        "WHERE notification_id > %s AND notification_id <= %s AND topic = ANY(%s)"
+    ).format(
+        schema=Identifier(recorder.datastore.schema),
+        table=Identifier(recorder.events_table_name),
+    )
+    with recorder.datastore.get_connection() as connection, connection.cursor() as cursor:
+        cursor.execute(statement, [position, until, list(PUBLISHED_TOPICS)])
+        row = cursor.fetchone()
+    return int(row["count"]), int(row["last"] or position)
+
+
 def _is_sqlite(app: TicketingApplication) -> bool:
     return type(app.recorder).__module__.endswith("sqlite")
+
+
+def _is_postgres(app: TicketingApplication) -> bool:
+    return type(app.recorder).__module__.endswith("postgres")
 
 
 def _library_rows(

@@ -135,7 +135,9 @@ def rebuild(projection: str, target: Path | None, workers: int | None) -> None:
         if projection == "queue":
             applied, how = rebuild_queue(app, destination, progress=bar.update), ""
         else:
-            applied = rebuild_analytics(app, destination, progress=bar.update, workers=workers)
+            applied = rebuild_analytics(
+                app, destination, progress=bar.update, workers=workers, published=total
+            )
     if projection == "analytics" and target is None:
         from projections.analytics.store import AnalyticsStore
 

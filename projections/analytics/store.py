@@ -33,7 +33,7 @@ from projections.analytics.columns import (
 )
 from projections.analytics.event_facts import event_fact_columns, event_fact_row
 from projections.analytics.kpis import create_views
-from projections.analytics.row_groups import WholeRowGroups
+from projections.analytics.row_groups import WholeRowGroups, lead_rows
 from projections.analytics.sla import SCHEMA as SLA_SCHEMA
 from projections.analytics.sla import fold_ticket_sla
 from projections.consumer import StreamEvent
@@ -148,6 +148,8 @@ class AnalyticsStore:
         self,
         batches: Iterable[Sequence[StreamEvent]],
         progress: Callable[[int], None] | None = None,
+        *,
+        expected_events: int | None = None,
     ) -> int:
         """Rebuild fast path into an EMPTY projection: ticket and account rows stay in memory
         across batches and are written once at the end, all in one transaction (no per-batch
@@ -156,26 +158,36 @@ class AnalyticsStore:
         One batch's rows go into DuckDB on a writer thread while the next batch is read and
         folded (DuckDB releases the GIL while it works); one batch at most is in flight.
         Event facts go in whole row groups (`WholeRowGroups`), so DuckDB compresses them on
-        that thread instead of in the commit at the end."""
-        return self._apply_all(((events, None) for events in batches), progress)
+        that thread instead of in the commit at the end.
+
+        `expected_events` (how many events will come, when the caller knows) puts the one
+        part-filled row group first and commits it early: only for a file that is thrown away
+        when the rebuild fails, since the facts committed early carry no position yet."""
+        return self._apply_all(
+            ((events, None) for events in batches), progress, expected_events=expected_events
+        )
 
     def apply_all_with_facts(
         self,
         batches: Iterable[tuple[Sequence[StreamEvent], pa.Table]],
         progress: Callable[[int], None] | None = None,
+        *,
+        expected_events: int | None = None,
     ) -> int:
         """`apply_all` for batches whose event fact rows were made elsewhere (a parallel
         rebuild's workers), complete but for the stream sequence and the account, which the
         fold fills in."""
-        return self._apply_all(batches, progress)
+        return self._apply_all(batches, progress, expected_events=expected_events)
 
     def _apply_all(
         self,
         batches: Iterable[tuple[Sequence[StreamEvent], pa.Table | None]],
         progress: Callable[[int], None] | None,
+        *,
+        expected_events: int | None,
     ) -> int:
         with self._lock:
-            if self._position != 0:
+            if self._position != 0 or self._has_event_facts():
                 raise ValueError("apply_all needs an empty projection; use apply")
             tickets: dict[str, dict[str, Any]] = {}
             accounts: dict[str, dict[str, Any]] = {}
@@ -185,7 +197,9 @@ class AnalyticsStore:
             self._con.begin()
             try:
                 facts_in = WholeRowGroups(
-                    lambda rows: self._insert_arrow("event_facts", EVENT_FACTS, rows)
+                    lambda rows: self._insert_arrow("event_facts", EVENT_FACTS, rows),
+                    lead=lead_rows(expected_events),
+                    after_lead=self._commit_and_checkpoint,
                 )
                 with ThreadPoolExecutor(1, thread_name_prefix="analytics-writer") as writer:
                     in_flight: Future[None] | None = None
@@ -234,6 +248,15 @@ class AnalyticsStore:
                 raise
             self._position = last
             return applied
+
+    def _commit_and_checkpoint(self) -> None:
+        """Compress what the rebuild has written so far, now rather than at the end."""
+        self._con.commit()
+        self._con.execute("CHECKPOINT")
+        self._con.begin()
+
+    def _has_event_facts(self) -> bool:
+        return self._con.execute("SELECT count(*) FROM event_facts").fetchone() != (0,)
 
     def _write_facts(
         self,

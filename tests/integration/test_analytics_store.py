@@ -744,8 +744,9 @@ def test_run_sql_returns_columns_and_rows_and_refuses_writes(tmp_path: Path) -> 
     assert json.dumps(run_sql(snapshot, "SELECT 1 AS one")) == '[["one"], [[1]]]'
 
 
+@pytest.mark.parametrize("expected", ["unknown", "exact", "too few", "too many"])
 def test_the_bulk_rebuild_path_ends_in_exactly_the_rows_of_batch_by_batch_applies(
-    tmp_path: Path,
+    tmp_path: Path, expected: str
 ) -> None:
     # Given a realistic day in the event store, read as the stream
     from replay.stream import stream_batches
@@ -762,12 +763,15 @@ def test_the_bulk_rebuild_path_ends_in_exactly_the_rows_of_batch_by_batch_applie
     incremental = AnalyticsStore(tmp_path / "incremental.duckdb")
     bulk = AnalyticsStore(tmp_path / "bulk.duckdb")
     try:
-        # When one is fed batch by batch and the other through apply_all
+        # When one is fed batch by batch and the other through apply_all, told how many
+        # events come (the part-filled row group first, committed early) or not
+        total = sum(len(b) for b in batches)
+        expected_events = {"unknown": None, "exact": total, "too few": 150, "too many": 10**6}
         for events in batches:
             incremental.apply(events)
-        applied = bulk.apply_all(iter(batches))
+        applied = bulk.apply_all(iter(batches), expected_events=expected_events[expected])
         # Then every table and the position are the same
-        assert applied == sum(len(b) for b in batches) > 300
+        assert applied == total > 300
         assert bulk.position() == incremental.position()
         for table, key in (
             ("event_facts", "stream_sequence"),
@@ -780,3 +784,19 @@ def test_the_bulk_rebuild_path_ends_in_exactly_the_rows_of_batch_by_batch_applie
     finally:
         incremental.close()
         bulk.close()
+
+
+def test_the_bulk_path_refuses_a_file_with_event_facts_but_no_position(tmp_path: Path) -> None:
+    # Given a file holding the early-committed facts of a rebuild that died (no position yet)
+    store = AnalyticsStore(tmp_path / "analytics.duckdb")
+    try:
+        store.connection().execute(
+            "INSERT INTO event_facts (stream_sequence, aggregate_id, type) "
+            "VALUES (1, '00000000-0000-0000-0000-000000000001', 'TicketOpened')"
+        )
+        # Then the bulk path will not add to it
+        with pytest.raises(ValueError, match="empty projection"):
+            store.apply_all(iter([]))
+        assert store.position() == 0
+    finally:
+        store.close()
