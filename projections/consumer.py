@@ -24,19 +24,10 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from projections.stream_event import StreamEvent
 from ticketing.nats_roles import STREAM
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class StreamEvent:
-    """One event message with its place in the stream."""
-
-    sequence: int
-    payload: dict[str, Any]
-    raw: bytes | None = field(default=None, compare=False, repr=False)
-    """The message as published (compact JSON of `payload`), when it came from the stream."""
 
 
 class ProjectionStore(Protocol):

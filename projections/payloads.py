@@ -10,11 +10,14 @@ from functools import cache
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.utils import resolve_topic
+from eventsourcing.utils import get_topic, resolve_topic
 
 from commands.application import TicketingApplication
 from commands.erasure import decode_state
-from ticketing.domain.events import NOT_PUBLISHED
+from ticketing.domain.events import NOT_PUBLISHED, PUBLISHED_EVENT_TYPES
+
+PUBLISHED_TOPICS = tuple(get_topic(cls) for cls in PUBLISHED_EVENT_TYPES)
+"""The stored records the relay publishes (and every rebuild reads), by topic."""
 
 # The C scanner behind `json.loads`, called directly: the Python wrappers around it (encoding
 # detection, whitespace regexes) cost about as much as the scan itself for an event.

@@ -24,13 +24,12 @@ from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 
 from commands.application import TicketingApplication
-from projections.payloads import stored_payload
+from projections.payloads import PUBLISHED_TOPICS, stored_payload
 from ticketing.domain.events import AGGREGATE_KIND_OF, PUBLISHED_EVENT_TYPES
 from ticketing.nats_roles import STREAM
 
 log = logging.getLogger(__name__)
 
-PUBLISHED_TOPICS = tuple(get_topic(cls) for cls in PUBLISHED_EVENT_TYPES)
 _KIND_OF_TOPIC = {get_topic(cls): AGGREGATE_KIND_OF[cls.__name__] for cls in PUBLISHED_EVENT_TYPES}
 NOTIFICATION_HEADER = "Ticketing-Notification-Id"
 TYPE_HEADER = "Ticketing-Event-Type"

@@ -13,7 +13,7 @@ from uuid import UUID
 
 from commands.application import TicketingApplication
 from commands.erasure import decode_state
-from projections.relay import PUBLISHED_TOPICS
+from projections.payloads import PUBLISHED_TOPICS
 from replay.checkpoint import Checkpoint, CheckpointLog, Digest
 from ticketing.domain.chain import GENESIS_HASH, commitment, event_hash
 

@@ -32,7 +32,7 @@ import pyarrow as pa
 from commands.application import TicketingApplication
 from projections.analytics.columns import EVENT_FACTS, micros
 from projections.analytics.event_facts import event_fact_columns, event_fact_row
-from projections.consumer import StreamEvent
+from projections.stream_event import StreamEvent
 from replay.stream import published_between
 from ticketing.domain.errors import TicketingError
 from ticketing.domain.events import AGGREGATE_KIND_OF

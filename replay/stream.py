@@ -11,9 +11,8 @@ from typing import Any
 from uuid import UUID
 
 from commands.application import TicketingApplication
-from projections.consumer import StreamEvent
-from projections.payloads import stored_message, stored_payload
-from projections.relay import PUBLISHED_TOPICS
+from projections.payloads import PUBLISHED_TOPICS, stored_message, stored_payload
+from projections.stream_event import StreamEvent
 
 BATCH = 20_000  # large batches: fewer transactions in the stores
 

@@ -16,8 +16,9 @@ import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from projections.analytics.store import AnalyticsStore
-from projections.consumer import ProjectionStore, Projector, ProjectorStats, StreamEvent
+from projections.consumer import ProjectionStore, Projector, ProjectorStats
 from projections.queue.store import QueueStore
+from projections.stream_event import StreamEvent
 from tests.faults.stream_checks import stream_position, wait_for_relay
 from tests.processes import start_ticketing, stop
 from ticketing.bootstrap import build_command_service

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from projections.analytics.columns import EVENT_FACTS, compact_json, micros
-from projections.consumer import StreamEvent
+from projections.stream_event import StreamEvent
 
 
 def event_fact_row(

@@ -37,7 +37,7 @@ from projections.analytics.kpis import create_views
 from projections.analytics.row_groups import RowGroupLayout, WholeRowGroups
 from projections.analytics.sla import SCHEMA as SLA_SCHEMA
 from projections.analytics.sla import fold_ticket_sla
-from projections.consumer import StreamEvent
+from projections.stream_event import StreamEvent
 from ticketing.domain.events import AGGREGATE_KIND_OF
 
 log = logging.getLogger(__name__)

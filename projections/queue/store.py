@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from projections.consumer import StreamEvent
 from projections.queue.sla import SCHEMA as SLA_SCHEMA
 from projections.queue.sla import fold_queue_sla
+from projections.stream_event import StreamEvent
 
 COLUMNS = (
     "ticket_id",

@@ -107,7 +107,8 @@ from commands import models as m  # noqa: E402
 from commands.client import TicketingClient  # noqa: E402
 from commands.command_log import ticket_id_for  # noqa: E402
 from commands.service import CommandService  # noqa: E402
-from projections.relay import PUBLISHED_TOPICS, Relay  # noqa: E402
+from projections.payloads import PUBLISHED_TOPICS  # noqa: E402
+from projections.relay import Relay  # noqa: E402
 from ticketing.bootstrap import build_application, build_command_service  # noqa: E402
 from ticketing.domain.values import ActorKind, SlaTier, Visibility  # noqa: E402
 from ticketing.nats_connect import NatsEndpoint, connect  # noqa: E402

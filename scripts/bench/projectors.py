@@ -133,12 +133,13 @@ from projections.analytics.store import (  # noqa: E402
     BatchFold,
     Column,
 )
-from projections.consumer import Projector, StreamEvent  # noqa: E402
+from projections.consumer import Projector  # noqa: E402
 from projections.queue.queries import open_reader  # noqa: E402
 from projections.queue.store import COLUMNS as QUEUE_COLUMNS  # noqa: E402
 from projections.queue.store import SCHEMA as QUEUE_SCHEMA  # noqa: E402
 from projections.queue.store import QueueStore, fold_ticket  # noqa: E402
 from projections.relay import VERSION_HEADER, Relay  # noqa: E402
+from projections.stream_event import StreamEvent  # noqa: E402
 from ticketing.bootstrap import build_application, build_command_service  # noqa: E402
 from ticketing.demo_day import support_day  # noqa: E402
 from ticketing.domain.values import ActorKind, SlaTier, Visibility  # noqa: E402

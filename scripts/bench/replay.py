@@ -124,8 +124,8 @@ from commands.application import TicketingApplication, replay_events  # noqa: E4
 from commands.command_log import CommandRecord, ticket_id_for  # noqa: E402
 from projections.analytics.row_groups import ROW_GROUP_ROWS  # noqa: E402
 from projections.analytics.store import EVENT_FACTS, SCHEMA, AnalyticsStore  # noqa: E402
+from projections.payloads import PUBLISHED_TOPICS  # noqa: E402
 from projections.queue.store import QueueStore  # noqa: E402
-from projections.relay import PUBLISHED_TOPICS  # noqa: E402
 from replay.history import history, ticket_as_of  # noqa: E402
 from replay.rebuild import rebuild_analytics, rebuild_queue  # noqa: E402
 from replay.stream import BATCH  # noqa: E402

@@ -95,8 +95,8 @@ from commands.command_log import ticket_id_for  # noqa: E402
 from commands.replies import Reply  # noqa: E402
 from commands.service import CommandService  # noqa: E402
 from projections.analytics.store import AnalyticsStore  # noqa: E402
-from projections.consumer import StreamEvent  # noqa: E402
 from projections.queue.store import QueueStore  # noqa: E402
+from projections.stream_event import StreamEvent  # noqa: E402
 from replay.stream import stream_batches  # noqa: E402
 from ticketing.automation.outbox import Action, AutomationStore, iso  # noqa: E402
 from ticketing.automation.sla_monitor import SlaMonitor  # noqa: E402

@@ -21,7 +21,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from commands.application import TicketingApplication
 from commands.replies import Reply
-from projections.relay import NOTIFICATION_HEADER, PUBLISHED_TOPICS, subject_for
+from projections.payloads import PUBLISHED_TOPICS
+from projections.relay import NOTIFICATION_HEADER, subject_for
 from ticketing.nats_connect import NatsUnavailableError, connect, resolve_endpoint
 from ticketing.nats_roles import STREAM
 from ticketing.settings import Settings

@@ -19,7 +19,7 @@ import pytest
 from projections.analytics.kpis import kpi_summary
 from projections.analytics.queries import open_readonly, run_sql, snapshot_position
 from projections.analytics.store import AnalyticsStore
-from projections.consumer import StreamEvent
+from projections.stream_event import StreamEvent
 from ticketing.domain.events import event_payload
 from ticketing.domain.ticket import Ticket
 from ticketing.domain.values import Actor, ActorKind

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from projections.consumer import StreamEvent
+from projections.stream_event import StreamEvent
 from ticketing.automation.outbox import Action, AutomationStore, OutboxItem
 from ticketing.automation.runner import AutomationLoop, RetryLater
 

@@ -36,7 +36,7 @@ from commands.client import (
 from commands.nats_service import MAX_REQUEST_BYTES, SERVICE_NAME
 from commands.replies import Reply
 from commands.service import CommandService
-from projections.relay import PUBLISHED_TOPICS
+from projections.payloads import PUBLISHED_TOPICS
 from tests.conftest import missing_dependency
 from tests.processes import start_ticketing, stop, wait_until
 from ticketing.bootstrap import build_application

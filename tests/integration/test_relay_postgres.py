@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from projections.relay import NOTIFICATION_HEADER, PUBLISHED_TOPICS, Relay
+from projections.payloads import PUBLISHED_TOPICS
+from projections.relay import NOTIFICATION_HEADER, Relay
 from ticketing.bootstrap import build_command_service
 from ticketing.demo_day import support_day
 from ticketing.nats_connect import connect, resolve_endpoint

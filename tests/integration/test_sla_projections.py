@@ -14,9 +14,9 @@ import pytest
 from commands import models as m
 from commands.service import CommandService
 from projections.analytics.store import AnalyticsStore
-from projections.consumer import StreamEvent
 from projections.queue.queries import QueueQuery, list_queue
 from projections.queue.store import QueueStore
+from projections.stream_event import StreamEvent
 from replay.stream import stream_batches
 
 FRIDAY_4PM = datetime(2026, 11, 27, 16, 0, tzinfo=UTC)

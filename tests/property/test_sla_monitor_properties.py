@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from commands import models as m
 from commands.service import CommandService
-from projections.consumer import StreamEvent
+from projections.stream_event import StreamEvent
 from replay.stream import stream_batches
 from ticketing.automation.outbox import AutomationStore
 from ticketing.automation.sla_monitor import SlaMonitor

@@ -15,7 +15,7 @@ import pytest
 
 from commands import models as m
 from commands.service import CommandService
-from projections.consumer import StreamEvent
+from projections.stream_event import StreamEvent
 from replay.stream import stream_batches
 from ticketing.automation.outbox import AutomationStore, OutboxItem
 from ticketing.automation.runner import AutomationLoop, Deliver

@@ -14,8 +14,8 @@ from uuid import NAMESPACE_URL, uuid5
 
 import pytest
 
-from projections.consumer import StreamEvent
 from projections.queue.store import QueueStore
+from projections.stream_event import StreamEvent
 from ticketing.automation.outbox import AutomationStore
 from ticketing.automation.router import RouterWorker
 from ticketing.automation.routing_config import (

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from projections.consumer import StreamEvent
+from projections.stream_event import StreamEvent
 from ticketing.automation import parse_rules
 from ticketing.automation.outbox import AutomationStore
 from ticketing.automation.trigger_worker import TriggerWorker, run

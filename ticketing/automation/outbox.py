@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from projections.consumer import StreamEvent
+from projections.stream_event import StreamEvent
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS automation_position (

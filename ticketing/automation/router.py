@@ -55,8 +55,8 @@ from typing import Any
 from uuid import UUID
 
 from commands import models as m
-from projections.consumer import StreamEvent
 from projections.queue.queries import UNSOLVED, QueueNotReadyError, open_reader
+from projections.stream_event import StreamEvent
 from ticketing.automation.command_delivery import command_action_body, command_deliverers
 from ticketing.automation.outbox import Action, iso
 from ticketing.automation.routing_config import RoutingConfig, RoutingConfigError, load_routing

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from projections.consumer import StreamEvent
+from projections.stream_event import StreamEvent
 from ticketing.automation.command_delivery import command_action_body, command_deliverers
 from ticketing.automation.outbox import Action, iso
 from ticketing.automation.runner import run_automation

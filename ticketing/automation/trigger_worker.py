@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from projections.consumer import StreamEvent
 from projections.queue.store import fold_ticket
+from projections.stream_event import StreamEvent
 from ticketing.automation.command_delivery import command_action_body, command_deliverers
 from ticketing.automation.outbox import Action
 from ticketing.automation.runner import Deliver, run_automation

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from projections.consumer import StreamEvent
+from projections.stream_event import StreamEvent
 from ticketing.automation.outbox import Action, OutboxItem
 from ticketing.automation.runner import Clock, Deliver, clock_from, run_automation
 from ticketing.domain.clock import utc_now
