@@ -30,12 +30,10 @@ from typing import Any
 import pyarrow as pa
 
 from commands.application import TicketingApplication
-from projections.analytics.columns import EVENT_FACTS, micros
-from projections.analytics.event_facts import event_fact_columns, event_fact_row
+from projections.analytics.event_facts import EVENT_FACTS_SCHEMA, event_fact_batch
 from projections.stream_event import StreamEvent
 from replay.stream import published_between
 from ticketing.domain.errors import TicketingError
-from ticketing.domain.events import AGGREGATE_KIND_OF
 
 RANGE = 40_000
 """Notification ids per range: about 20,000 events where each command stores its record."""
@@ -61,9 +59,6 @@ def range_count(until: int, size: int) -> int:
     while range_bounds(count, size)[0] < until:
         count += 1
     return count
-
-
-FACTS_SCHEMA = pa.schema([(c.name, c.arrow_type) for c in EVENT_FACTS])
 
 
 class RebuildWorkerError(TicketingError):
@@ -158,7 +153,9 @@ class _Worker:
     def receive(self) -> tuple[list[dict[str, Any]], pa.Table]:
         try:
             payloads = _loads(self._channel.recv_bytes())
-            facts = pa.ipc.read_record_batch(pa.py_buffer(self._channel.recv_bytes()), FACTS_SCHEMA)
+            facts = pa.ipc.read_record_batch(
+                pa.py_buffer(self._channel.recv_bytes()), EVENT_FACTS_SCHEMA
+            )
         except (EOFError, OSError):
             raise self._failure() from None
         return payloads, pa.Table.from_batches([facts])
@@ -216,20 +213,9 @@ def _loads(data: bytes) -> list[dict[str, Any]]:
 
 
 def _fact_rows(events: list[StreamEvent]) -> pa.RecordBatch:
-    """Fact rows with every column but the stream sequence and the account."""
-    rows = [
-        event_fact_row(
-            event,
-            AGGREGATE_KIND_OF.get(event.payload["type"], "ticket"),
-            None,
-            micros(event.payload["occurred_at"]),
-        )
-        for event in events
-    ]
-    data = event_fact_columns(rows)
-    return pa.record_batch(
-        [pa.array(data[c.name], c.arrow_type) for c in EVENT_FACTS], schema=FACTS_SCHEMA
-    )
+    """Fact rows with every column but the stream sequence and the account (the rebuild
+    fills those in)."""
+    return event_fact_batch(events)
 
 
 def main() -> int:

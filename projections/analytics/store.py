@@ -32,7 +32,7 @@ from projections.analytics.columns import (
     arrow_table,
     micros,
 )
-from projections.analytics.event_facts import event_fact_columns, event_fact_row
+from projections.analytics.event_facts import event_fact_batch
 from projections.analytics.kpis import create_views
 from projections.analytics.row_groups import RowGroupLayout, WholeRowGroups
 from projections.analytics.sla import SCHEMA as SLA_SCHEMA
@@ -216,11 +216,11 @@ class AnalyticsStore:
                     for events, made_facts in batches:
                         if not events:
                             continue
-                        fold = BatchFold(tickets, accounts, with_event_rows=made_facts is None)
+                        fold = BatchFold(tickets, accounts)
                         for event in events:
                             fold.add(event)
                         facts = (
-                            arrow_table(EVENT_FACTS, fold.event_columns)
+                            event_fact_batch(events, fold.account_ids)
                             if made_facts is None
                             else _completed(made_facts, events, fold.account_ids)
                         )
@@ -373,7 +373,7 @@ class AnalyticsStore:
         )
         for event in events:
             fold.add(event)
-        self._insert("event_facts", EVENT_FACTS, fold.event_columns)
+        self._insert_arrow("event_facts", EVENT_FACTS, event_fact_batch(events, fold.account_ids))
         self._erase_redacted(events)
         self._upsert("ticket_facts", TICKET_FACTS, "ticket_id", fold.changed_tickets())
         self._upsert("accounts", ACCOUNTS, "account_uuid", fold.changed_accounts())
@@ -470,32 +470,21 @@ def _completed(
 
 
 class BatchFold:
-    """Folds a batch of event payloads into event fact columns and one row per aggregate.
+    """Folds a batch of event payloads into one row per aggregate, noting each event's account.
 
     Rows are the stored rows of the aggregates the batch touches (times in microseconds);
     the fold changes them in place, in stream order, so any split of the stream into
     batches ends in the same rows."""
 
     def __init__(
-        self,
-        tickets: dict[str, dict[str, Any]],
-        accounts: dict[str, dict[str, Any]],
-        *,
-        with_event_rows: bool = True,
+        self, tickets: dict[str, dict[str, Any]], accounts: dict[str, dict[str, Any]]
     ) -> None:
         self.tickets = tickets
         self.accounts = accounts
-        self._with_event_rows = with_event_rows
         self.account_ids: list[str | None] = []
-        """Each event's account, in order, when its rows are made elsewhere."""
+        """Each event's account, in order (for its event fact row)."""
         self._changed_tickets: set[str] = set()
         self._changed_accounts: set[str] = set()
-        self.event_rows: list[tuple[Any, ...]] = []
-
-    @property
-    def event_columns(self) -> dict[str, Sequence[Any]]:
-        """The event fact rows column by column, as Arrow wants them."""
-        return event_fact_columns(self.event_rows)
 
     @property
     def changed_ticket_ids(self) -> set[str]:
@@ -522,10 +511,7 @@ class BatchFold:
             account_id = self._account(aggregate_id, payload, at)
         elif aggregate_kind == "ticket":
             account_id = self._ticket(aggregate_id, payload, at)
-        if self._with_event_rows:
-            self.event_rows.append(event_fact_row(event, aggregate_kind, account_id, at))
-        else:
-            self.account_ids.append(account_id)
+        self.account_ids.append(account_id)
 
     def _account(self, account_uuid: str, payload: dict[str, Any], at: int) -> str | None:
         kind = payload["type"]

@@ -123,6 +123,7 @@ from commands.command_log import ticket_id_for  # noqa: E402
 from commands.replies import Reply  # noqa: E402
 from commands.service import CommandService  # noqa: E402
 from projections import consumer as consumer_module  # noqa: E402
+from projections.analytics.event_facts import event_fact_batch  # noqa: E402
 from projections.analytics.kpis import kpi_summary  # noqa: E402
 from projections.analytics.queries import open_readonly  # noqa: E402
 from projections.analytics.store import (  # noqa: E402
@@ -443,8 +444,7 @@ def duck_batches(events: Sequence[StreamEvent], size: int) -> list[DuckBatch]:
         fold = BatchFold(tickets=tickets, accounts=accounts)
         for event in chunk:
             fold.add(event)
-        data = fold.event_columns
-        event_table = pa.table({c.name: pa.array(data[c.name], c.arrow_type) for c in EVENT_FACTS})
+        event_table = pa.Table.from_batches([event_fact_batch(chunk, fold.account_ids)])
         batches.append(
             DuckBatch(
                 event_table,
