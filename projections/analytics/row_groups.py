@@ -6,14 +6,19 @@ and the compression of all of them waits for the commit. A rebuild inserts from 
 thread while the next events are read and folded, so whole row groups move that work beside
 the fold.
 
-When the rebuild knows how many rows will come, the part-filled row groups are laid out so
-that almost nothing is left to compress at the end: a part-filled `lead` first, in its own
+When the rebuild knows how many rows will come, `RowGroupLayout` places the part-filled row
+groups so that little is left to compress at the end: a part-filled `lead` first, in its own
 transaction, compressed by a checkpoint beside the fold; then the whole groups, committed;
-then a small `tail` (`TAIL_ROWS`), the only rows the last commit compresses. DuckDB (2.0)
-needs both cuts: a transaction that ends in a part-filled group after whole ones makes it
-rewrite every group in the commit (1.0 s of a 200,000-event rebuild, and a file half as large
-again, measured); and the last group, whole or not, can only be compressed once its last row
-has come, when nothing else is left to do.
+then the `tail`, the only rows the last commit compresses. Measured and read in DuckDB 2.0:
+
+- a transaction that ends in a part-filled group after whole ones makes the commit rewrite
+  every group (1.0 s of a 200,000-event rebuild, and a file half as large again);
+- the last whole group is compressed only once its last row has come, so the tail must be
+  long enough to hide that (`SHORTEST_TAIL`);
+- a checkpoint merges neighbouring row groups that fit into fewer (rewriting them all), and
+  at the end of a table it does so when they reach twice the first one's rows
+  (`RowGroupCollection::ScheduleVacuumTasks`); a lead of at least half a row group, or none,
+  never qualifies.
 """
 
 from __future__ import annotations
@@ -25,19 +30,27 @@ import pyarrow as pa
 ROW_GROUP_ROWS = 122_880
 """DuckDB's default row group size (`DEFAULT_ROW_GROUP_SIZE`)."""
 
-TAIL_ROWS = ROW_GROUP_ROWS // 8
-"""Rows left for the last commit: about 50 ms of compression instead of a whole group's 0.4 s."""
+SHORTEST_TAIL = ROW_GROUP_ROWS // 3
+"""Rows after the last whole group: about two batches of events (0.8 s of a rebuild), while
+the writer compresses that group (0.4-0.5 s). Compressing them in the last commit takes
+0.12 s; a tail may be up to half a row group longer, to keep the lead long enough."""
 
 
 class RowGroupLayout:
     """Where the part-filled row groups go for `expected_rows` rows: `lead` rows first, then
-    whole groups up to `settle_points[-1]` rows, then the tail."""
+    whole groups up to `settle_points[-1]` rows, then the tail (the rest)."""
 
     def __init__(self, expected_rows: int | None) -> None:
         expected = expected_rows or 0
-        tail = min(expected, TAIL_ROWS)
-        self.lead = (expected - tail) % ROW_GROUP_ROWS
-        self.settle_points = sorted({self.lead, expected - tail} - {0})
+        lead = (expected - SHORTEST_TAIL) % ROW_GROUP_ROWS if expected > SHORTEST_TAIL else 0
+        if 2 * lead < ROW_GROUP_ROWS or expected % ROW_GROUP_ROWS == 0:
+            lead = 0  # a short lead, or one filling a group with the tail, would be merged
+        whole = (expected - lead) // ROW_GROUP_ROWS * ROW_GROUP_ROWS
+        if expected - lead - whole < SHORTEST_TAIL:
+            whole = max(whole - ROW_GROUP_ROWS, 0)  # (then the tail is a whole group or more)
+        self.lead = lead
+        self.tail = expected - lead - whole
+        self.settle_points = sorted({lead, lead + whole} - {0})
         """Rows inserted after which the writer commits what it has (and checkpoints the
         lead, so that it is compressed now)."""
 

@@ -196,7 +196,7 @@ class AnalyticsStore:
         expected_events: int | None,
     ) -> int:
         with self._lock:
-            if self._position != 0 or self._has_event_facts():
+            if self._position != 0 or not self._is_empty():
                 raise ValueError("apply_all needs an empty projection; use apply")
             tickets: dict[str, dict[str, Any]] = {}
             accounts: dict[str, dict[str, Any]] = {}
@@ -232,21 +232,18 @@ class AnalyticsStore:
                         last, applied = events[-1].sequence, applied + len(events)
                         if progress:
                             progress(len(events))
+                    # Made while the writer finishes; inserted, not merged: the tables are empty.
+                    ticket_rows = _rows_table(
+                        TICKET_FACTS, [tickets[i] for i in sorted(changed_tickets)]
+                    )
+                    account_rows = _rows_table(
+                        ACCOUNTS, [accounts[i] for i in sorted(changed_accounts)]
+                    )
                     while in_flight:
                         in_flight.popleft().result()
                 facts_in.flush()
-                self._upsert(
-                    "ticket_facts",
-                    TICKET_FACTS,
-                    "ticket_id",
-                    [tickets[i] for i in sorted(changed_tickets)],
-                )
-                self._upsert(
-                    "accounts",
-                    ACCOUNTS,
-                    "account_uuid",
-                    [accounts[i] for i in sorted(changed_accounts)],
-                )
+                self._insert_arrow("ticket_facts", TICKET_FACTS, ticket_rows)
+                self._insert_arrow("accounts", ACCOUNTS, account_rows)
                 self._con.execute(
                     "UPDATE projection_position SET stream_sequence = ?, updated_at = now() "
                     "WHERE projection = ?",
@@ -267,8 +264,12 @@ class AnalyticsStore:
             self._con.execute("CHECKPOINT")
         self._con.begin()
 
-    def _has_event_facts(self) -> bool:
-        return self._con.execute("SELECT count(*) FROM event_facts").fetchone() != (0,)
+    def _is_empty(self) -> bool:
+        counts = self._con.execute(
+            "SELECT (SELECT count(*) FROM event_facts) + (SELECT count(*) FROM ticket_facts) "
+            "+ (SELECT count(*) FROM accounts)"
+        ).fetchone()
+        return counts == (0,)
 
     def _write_facts(
         self,
@@ -436,10 +437,7 @@ class AnalyticsStore:
         """MERGE the folded rows: at most one row per key, so MERGE's duplicate trap is shut."""
         if not rows:
             return
-        batch = pa.table(
-            {c.name: pa.array([r[c.name] for r in rows], c.arrow_type) for c in columns}
-        )
-        self._con.register("_batch_rows", batch)
+        self._con.register("_batch_rows", _rows_table(columns, rows))
         try:
             select = ", ".join(c.select for c in columns)
             self._con.execute(
@@ -449,6 +447,11 @@ class AnalyticsStore:
             )
         finally:
             self._con.unregister("_batch_rows")
+
+
+def _rows_table(columns: Sequence[Column], rows: Sequence[dict[str, Any]]) -> pa.Table:
+    """Folded rows (dicts) as the Arrow table DuckDB reads."""
+    return pa.table({c.name: pa.array([r[c.name] for r in rows], c.arrow_type) for c in columns})
 
 
 _SEQUENCE_COLUMN = [c.name for c in EVENT_FACTS].index("stream_sequence")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pytest
 
 from projections.analytics.row_groups import (
     ROW_GROUP_ROWS,
-    TAIL_ROWS,
+    SHORTEST_TAIL,
     RowGroupLayout,
     WholeRowGroups,
 )
@@ -52,9 +53,10 @@ def feed(facts_in: WholeRowGroups, rows: int, size: int = 20_000) -> None:
     facts_in.flush()
 
 
-def test_a_known_row_count_gets_a_lead_whole_groups_and_a_small_tail() -> None:
-    # Given a rebuild that expects 285,760 rows
-    expected = 2 * ROW_GROUP_ROWS + 40_000
+def test_a_known_row_count_gets_a_lead_whole_groups_and_a_tail() -> None:
+    # Given a rebuild that expects 2 whole groups, a tail and a lead of 100,000 rows
+    lead = 100_000
+    expected = lead + 2 * ROW_GROUP_ROWS + SHORTEST_TAIL
     layout = RowGroupLayout(expected)
     calls: list[str] = []
     inserted: list[pa.Table] = []
@@ -70,24 +72,51 @@ def test_a_known_row_count_gets_a_lead_whole_groups_and_a_small_tail() -> None:
     feed(facts_in, expected)
 
     # Then the lead goes in alone and is settled, then the whole groups, settled, then the tail
-    lead = expected - TAIL_ROWS - 2 * ROW_GROUP_ROWS
-    assert layout.lead == lead
+    assert (layout.lead, layout.tail) == (lead, SHORTEST_TAIL)
     assert calls == [
         f"insert {lead}",
         f"settle at {lead}",
         f"insert {ROW_GROUP_ROWS}",
         f"insert {ROW_GROUP_ROWS}",
-        f"settle at {expected - TAIL_ROWS}",
-        f"insert {TAIL_ROWS}",
+        f"settle at {expected - SHORTEST_TAIL}",
+        f"insert {SHORTEST_TAIL}",
     ]
     assert all(t.column(0).num_chunks == 1 for t in inserted)
     sequences = [s for t in inserted for s in t.column("sequence").to_pylist()]
     assert sequences == list(range(expected))
 
 
+@pytest.mark.parametrize(
+    "expected",
+    [
+        0,
+        5_000,
+        SHORTEST_TAIL + 10,
+        ROW_GROUP_ROWS,
+        ROW_GROUP_ROWS + SHORTEST_TAIL + 1,
+        200_000,
+        3 * ROW_GROUP_ROWS,
+        1_000_000,
+        *range(150_000, 1_500_000, 77_777),
+    ],
+)
+def test_layouts_add_up_and_leave_no_row_groups_a_checkpoint_would_merge(expected: int) -> None:
+    layout = RowGroupLayout(expected)
+    whole = (layout.settle_points[-1] if layout.settle_points else 0) - layout.lead
+    # Then lead, whole groups and tail are the rows expected
+    assert whole % ROW_GROUP_ROWS == 0
+    assert layout.lead + whole + layout.tail == expected
+    # A lead is at least half a row group, and never fills one with the tail
+    assert layout.lead == 0 or 2 * layout.lead >= ROW_GROUP_ROWS
+    assert layout.lead == 0 or layout.lead + layout.tail != ROW_GROUP_ROWS
+    # The tail is long enough to hide the last whole group's compression, unless all is tail
+    assert layout.tail >= SHORTEST_TAIL or layout.settle_points == []
+    assert layout.tail < ROW_GROUP_ROWS + SHORTEST_TAIL
+
+
 def test_a_flush_before_the_lead_is_reached_still_ends_the_lead_where_the_layout_says() -> None:
-    # Given a layout with a lead of 50,000 rows and a redaction flushing after 30,000
-    expected = ROW_GROUP_ROWS + 50_000 + TAIL_ROWS
+    # Given a layout with a lead of 100,000 rows and a redaction flushing after 30,000
+    expected = 100_000 + ROW_GROUP_ROWS + SHORTEST_TAIL
     sizes: list[int] = []
     facts_in = WholeRowGroups(
         lambda table: sizes.append(table.num_rows), layout=RowGroupLayout(expected)
@@ -97,25 +126,18 @@ def test_a_flush_before_the_lead_is_reached_still_ends_the_lead_where_the_layout
     for start in range(30_000, expected, 20_000):
         facts_in.add(batch(start, min(20_000, expected - start)))
     facts_in.flush()
-    # Then the lead is made up to 50,000 and a whole group follows it
-    assert sizes == [30_000, 20_000, ROW_GROUP_ROWS, TAIL_ROWS]
+    # Then the lead is made up to 100,000 and a whole group follows it
+    assert sizes == [30_000, 70_000, ROW_GROUP_ROWS, SHORTEST_TAIL]
 
 
 def test_fewer_rows_than_expected_go_in_once_without_settling() -> None:
-    # Given a layout for 100,000 rows but only 600 coming (the count was too high)
+    # Given a layout for 150,000 rows (a lead of 109,040) but only 600 coming
     calls: list[str] = []
     facts_in = WholeRowGroups(
         lambda table: calls.append(f"insert {table.num_rows}"),
-        layout=RowGroupLayout(100_000),
+        layout=RowGroupLayout(150_000),
         settle=lambda rows: calls.append("settle"),
     )
     feed(facts_in, 600)
     # Then the rows still go in, once
     assert calls == ["insert 600"]
-
-
-def test_layouts_of_small_and_unknown_counts() -> None:
-    assert (RowGroupLayout(None).lead, RowGroupLayout(None).settle_points) == (0, [])
-    assert (RowGroupLayout(5_000).lead, RowGroupLayout(5_000).settle_points) == (0, [])
-    whole = RowGroupLayout(3 * ROW_GROUP_ROWS + TAIL_ROWS)
-    assert (whole.lead, whole.settle_points) == (0, [3 * ROW_GROUP_ROWS])
