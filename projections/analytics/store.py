@@ -18,6 +18,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -217,8 +218,13 @@ class AnalyticsStore:
                         if not events:
                             continue
                         fold = BatchFold(tickets, accounts)
-                        for event in events:
-                            fold.add(event)
+                        if made_facts is None:
+                            for event in events:
+                                fold.add(event)
+                        else:  # the occurred times as the workers parsed them (microseconds)
+                            times = made_facts.column("occurred_at").cast(pa.int64()).to_pylist()
+                            for event, at in zip(events, times, strict=True):
+                                fold.add(event, at)
                         facts = (
                             event_fact_batch(events, fold.account_ids)
                             if made_facts is None
@@ -451,7 +457,9 @@ class AnalyticsStore:
 
 def _rows_table(columns: Sequence[Column], rows: Sequence[dict[str, Any]]) -> pa.Table:
     """Folded rows (dicts) as the Arrow table DuckDB reads."""
-    return pa.table({c.name: pa.array([r[c.name] for r in rows], c.arrow_type) for c in columns})
+    return pa.table(
+        {c.name: pa.array(list(map(itemgetter(c.name), rows)), c.arrow_type) for c in columns}
+    )
 
 
 _SEQUENCE_COLUMN = [c.name for c in EVENT_FACTS].index("stream_sequence")
@@ -503,11 +511,13 @@ class BatchFold:
     def changed_accounts(self) -> list[dict[str, Any]]:
         return [self.accounts[i] for i in sorted(self._changed_accounts)]
 
-    def add(self, event: StreamEvent) -> None:
+    def add(self, event: StreamEvent, at: int | None = None) -> None:
+        """Fold one event; `at`: its occurred time in microseconds, when already known."""
         payload = event.payload
         kind = payload["type"]
         aggregate_id = str(payload["aggregate_id"])
-        at = micros(payload["occurred_at"])
+        if at is None:
+            at = micros(payload["occurred_at"])
         aggregate_kind = AGGREGATE_KIND_OF.get(kind, "ticket")
         account_id: str | None = None
         if aggregate_kind == "account":
