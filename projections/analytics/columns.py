@@ -5,7 +5,6 @@ rebuild's event-facts worker)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -141,8 +140,3 @@ def micros(value: Any) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return (moment - _EPOCH) // _MICROSECOND
-
-
-def arrow_table(columns: Sequence[Column], data: dict[str, Sequence[Any]]) -> pa.Table:
-    """A batch of rows, column by column, as the Arrow table DuckDB reads."""
-    return pa.table({c.name: pa.array(data[c.name], c.arrow_type) for c in columns})

@@ -30,7 +30,6 @@ from projections.analytics.columns import (
     EVENT_FACTS,
     TICKET_FACTS,
     Column,
-    arrow_table,
     micros,
 )
 from projections.analytics.event_facts import event_fact_batch
@@ -160,8 +159,9 @@ class AnalyticsStore:
         expected_events: int | None = None,
     ) -> int:
         """Rebuild fast path into an EMPTY projection: ticket and account rows stay in memory
-        across batches and are written once at the end, all in one transaction (no per-batch
-        loads or MERGEs). Ends in exactly the rows `apply` would give. Returns events applied.
+        across batches and are written once at the end, in one transaction (but see
+        `expected_events`) with no per-batch loads or MERGEs. Ends in exactly the rows
+        `apply` would give. Returns events applied.
 
         Batches' rows go into DuckDB on a writer thread while the next batches are read and
         folded (DuckDB releases the GIL while it works); up to `WRITES_IN_FLIGHT` batches
@@ -420,11 +420,6 @@ class AnalyticsStore:
             self._con.unregister("_batch_ids")
         names = [c.name for c in columns]
         return {row[0]: dict(zip(names, row, strict=True)) for row in rows}
-
-    def _insert(
-        self, table: str, columns: Sequence[Column], data: dict[str, Sequence[Any]]
-    ) -> None:
-        self._insert_arrow(table, columns, arrow_table(columns, data))
 
     def _insert_arrow(
         self, table: str, columns: Sequence[Column], batch: pa.Table | pa.RecordBatch
