@@ -12,7 +12,7 @@ from uuid import UUID
 
 from commands.application import TicketingApplication
 from replay.history import history
-from replay.stream import occurred_at, stream_batches
+from replay.stream import aggregate_notification_ids, occurred_at, stream_batches
 
 COLUMNS = (
     "notification_id",
@@ -40,17 +40,10 @@ def select_events(
     """Events of one ticket (its history, notification ids included) or of a time window by
     `occurred_at` in [since, until)."""
     if ticket is not None:
-        numbered = {}
-        for events in stream_batches(app):
-            numbered.update(
-                {
-                    e.payload["event_hash"]: e.payload["notification_id"]
-                    for e in events
-                    if e.payload["aggregate_id"] == str(ticket)
-                }
-            )
-        for entry in history(app, ticket):
-            yield {**entry, "notification_id": numbered.get(entry.get("event_hash"))}
+        entries = history(app, ticket)  # (an unknown ticket fails here, before any query)
+        numbered = aggregate_notification_ids(app, ticket)
+        for entry in entries:
+            yield {**entry, "notification_id": numbered.get(entry["version"])}
         return
     for events in stream_batches(app):
         for event in events:

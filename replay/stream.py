@@ -90,6 +90,43 @@ def aggregate_rows(app: TicketingApplication, aggregate_id: UUID) -> list[tuple[
         return [(row[0], row[1], row[2]) for row in cursor.fetchall()]
 
 
+def aggregate_notification_ids(app: TicketingApplication, aggregate_id: UUID) -> dict[int, int]:
+    """Each published record of one aggregate: its version and notification id, read through
+    the aggregate's own index on SQLite and PostgreSQL (a scan of the library's pages
+    elsewhere)."""
+    recorder: Any = app.recorder
+    if _is_sqlite(app):
+        marks = ",".join("?" for _ in PUBLISHED_TOPICS)
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                f"SELECT originator_version, rowid FROM {recorder.events_table_name} "
+                f"WHERE originator_id = ? AND topic IN ({marks})",
+                [aggregate_id.hex, *PUBLISHED_TOPICS],
+            )
+            return {int(version): int(rowid) for version, rowid in cursor.fetchall()}
+    if _is_postgres(app):
+        from psycopg.sql import SQL, Identifier  # only here: PostgreSQL is optional
+
+        statement = SQL(
+            "SELECT originator_version, notification_id FROM {schema}.{table} "
+            "WHERE originator_id = %s AND topic = ANY(%s)"
+        ).format(
+            schema=Identifier(recorder.datastore.schema),
+            table=Identifier(recorder.events_table_name),
+        )
+        with recorder.datastore.get_connection() as connection, connection.cursor() as cursor:
+            cursor.execute(statement, [aggregate_id, list(PUBLISHED_TOPICS)])
+            return {
+                int(row["originator_version"]): int(row["notification_id"])
+                for row in cursor.fetchall()
+            }
+    numbered, last = {}, 0
+    while rows := _library_rows(app, last, BATCH):
+        numbered.update({row[2]: row[0] for row in rows if row[1] == aggregate_id})
+        last = rows[-1][0]
+    return numbered
+
+
 def published_after(
     app: TicketingApplication, position: int, until: int | None = None
 ) -> tuple[int, int]:

@@ -23,11 +23,12 @@ import pytest
 
 from commands.application import TicketingApplication
 from commands.command_log import ticket_id_for
+from projections.payloads import PUBLISHED_TOPICS
 from projections.queue.queries import QueueQuery, list_queue, open_reader
 from projections.queue.store import QueueStore
 from replay.stream import occurred_at, stream_batches
 from tests.builders import replayed
-from ticketing.bootstrap import build_command_service
+from ticketing.bootstrap import build_application, build_command_service
 from ticketing.demo_day import ACCOUNTS, support_day
 from ticketing.domain.account import account_uuid
 from ticketing.domain.chain import GENESIS_HASH
@@ -379,7 +380,19 @@ def test_export_of_a_ticket_is_one_linked_line_per_event(day: Day) -> None:
     assert lines[0]["previous_hash"] == GENESIS_HASH
     for before, after in itertools.pairwise(lines):
         assert after["previous_hash"] == before["event_hash"]
-        assert after["notification_id"] > before["notification_id"]
+    assert [e["notification_id"] for e in lines] == store_notification_ids(day.home, day.busiest)
+
+
+def store_notification_ids(home: Path, ticket: UUID) -> list[int]:
+    """The ticket's notification ids, from a scan of the library's notifications."""
+    app = build_application(Settings(home=home))
+    try:
+        notifications = app.recorder.select_notifications(
+            start=1, limit=10**9, topics=PUBLISHED_TOPICS, inclusive_of_start=True
+        )
+        return [n.id for n in notifications if n.originator_id == ticket]
+    finally:
+        app.close()
 
 
 def test_export_of_a_time_window_writes_parquet_with_exactly_those_events(
