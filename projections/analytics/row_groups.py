@@ -58,27 +58,41 @@ class RowGroupLayout:
 class WholeRowGroups:
     """Gathers record batches and inserts them as `layout` says: the lead alone, then whole
     row groups one at a time; the rest waits for more rows or for `flush`. `settle` is called
-    with the number of rows inserted whenever that reaches one of the layout's points."""
+    with the number of rows inserted whenever that reaches one of the layout's points.
+
+    `layout` may be given as a function (a count of the store) called only once half a row
+    group has come: no layout inserts anything before that, so the count need not hold up
+    the start of a rebuild, nor be taken at all for a small one."""
 
     def __init__(
         self,
         insert: Callable[[pa.Table], None],
         *,
-        layout: RowGroupLayout | None = None,
+        layout: RowGroupLayout | Callable[[], RowGroupLayout] | None = None,
         settle: Callable[[int], None] | None = None,
     ) -> None:
         self._insert = insert
-        self._layout = layout or RowGroupLayout(None)
+        self._make_layout = layout if callable(layout) else None
+        self._layout = None if callable(layout) else layout or RowGroupLayout(None)
         self._settle = settle
         self._pending: list[pa.Table] = []
         self._rows = 0
         self._inserted = 0
 
+    @property
+    def layout(self) -> RowGroupLayout:
+        if self._layout is None:
+            assert self._make_layout is not None
+            self._layout = self._make_layout()
+        return self._layout
+
     def add(self, rows: pa.Table | pa.RecordBatch) -> None:
         table = pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else rows
         self._pending.append(table)
         self._rows += table.num_rows
-        short_of_lead = self._layout.lead - self._inserted  # (a flush may have sent some)
+        if self._layout is None and self._inserted + self._rows < ROW_GROUP_ROWS // 2:
+            return
+        short_of_lead = self.layout.lead - self._inserted  # (a flush may have sent some)
         if short_of_lead > 0:
             if self._rows < short_of_lead:
                 return
@@ -99,5 +113,7 @@ class WholeRowGroups:
         rest = gathered.slice(rows)
         self._pending, self._rows = ([rest] if rest.num_rows else []), self._rows - rows
         self._inserted += rows
-        if self._settle is not None and self._inserted in self._layout.settle_points:
+        # (no layout yet: fewer rows than any settle point, which is half a row group or more)
+        points = self._layout.settle_points if self._layout is not None else []
+        if self._settle is not None and self._inserted in points:
             self._settle(self._inserted)

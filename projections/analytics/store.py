@@ -105,6 +105,10 @@ SCHEMA += [statement for statement in SLA_SCHEMA.split(";") if statement.strip()
 TABLES = ("event_facts", "ticket_facts", "accounts", "projection_position")
 
 
+ExpectedEvents = int | Callable[[], int] | None
+"""How many events a bulk rebuild will write: a number, a function counting them (called once
+half a row group has come, so that the count does not hold up the start), or unknown."""
+
 WRITES_IN_FLIGHT = 8
 """Batches a bulk rebuild lets wait for its DuckDB writer: whole row groups (122,880 rows, six
 batches) take it about 0.6 s each, and the fold should not stop meanwhile."""
@@ -156,7 +160,7 @@ class AnalyticsStore:
         batches: Iterable[Sequence[StreamEvent]],
         progress: Callable[[int], None] | None = None,
         *,
-        expected_events: int | None = None,
+        expected_events: ExpectedEvents = None,
     ) -> int:
         """Rebuild fast path into an EMPTY projection: ticket and account rows stay in memory
         across batches and are written once at the end, in one transaction (but see
@@ -169,10 +173,11 @@ class AnalyticsStore:
         Event facts go in whole row groups (`WholeRowGroups`), so DuckDB compresses them on
         that thread instead of in the commit at the end.
 
-        `expected_events` (how many events will come, when the caller knows) lays the
-        part-filled row groups out so that little is left to compress at the end
-        (`RowGroupLayout`), committing twice on the way: only for a file that is thrown away
-        when the rebuild fails, since the facts committed early carry no position yet."""
+        `expected_events` (how many events will come, or a function counting them, when the
+        caller knows: `ExpectedEvents`) lays the part-filled row groups out so that little is
+        left to compress at the end (`RowGroupLayout`), committing twice on the way: only for
+        a file that is thrown away when the rebuild fails, since the facts committed early
+        carry no position yet."""
         return self._apply_all(
             ((events, None) for events in batches), progress, expected_events=expected_events
         )
@@ -182,7 +187,7 @@ class AnalyticsStore:
         batches: Iterable[tuple[Sequence[StreamEvent], pa.Table]],
         progress: Callable[[int], None] | None = None,
         *,
-        expected_events: int | None = None,
+        expected_events: ExpectedEvents = None,
     ) -> int:
         """`apply_all` for batches whose event fact rows were made elsewhere (a parallel
         rebuild's workers), complete but for the stream sequence and the account, which the
@@ -194,7 +199,7 @@ class AnalyticsStore:
         batches: Iterable[tuple[Sequence[StreamEvent], pa.Table | None]],
         progress: Callable[[int], None] | None,
         *,
-        expected_events: int | None,
+        expected_events: ExpectedEvents,
     ) -> int:
         with self._lock:
             if self._position != 0 or not self._is_empty():
@@ -206,11 +211,16 @@ class AnalyticsStore:
             last, applied = 0, 0
             self._con.begin()
             try:
-                layout = RowGroupLayout(expected_events)
                 facts_in = WholeRowGroups(
                     lambda rows: self._insert_arrow("event_facts", EVENT_FACTS, rows),
-                    layout=layout,
-                    settle=lambda inserted: self._commit_early(checkpoint=inserted == layout.lead),
+                    layout=(
+                        _layout_of(expected_events)
+                        if callable(expected_events)
+                        else RowGroupLayout(expected_events)
+                    ),
+                    settle=lambda inserted: self._commit_early(
+                        checkpoint=inserted == facts_in.layout.lead
+                    ),
                 )
                 with ThreadPoolExecutor(1, thread_name_prefix="analytics-writer") as writer:
                     in_flight: deque[Future[None]] = deque()
@@ -448,6 +458,10 @@ class AnalyticsStore:
             )
         finally:
             self._con.unregister("_batch_rows")
+
+
+def _layout_of(count: Callable[[], int]) -> Callable[[], RowGroupLayout]:
+    return lambda: RowGroupLayout(count())
 
 
 def _rows_table(columns: Sequence[Column], rows: Sequence[dict[str, Any]]) -> pa.Table:

@@ -18,6 +18,7 @@ import pytest
 
 from commands import models as m
 from commands.application import TicketingApplication
+from projections.analytics import row_groups
 from projections.analytics.store import AnalyticsStore
 from replay import rebuild_workers
 from replay.rebuild import rebuild_analytics
@@ -84,8 +85,12 @@ def app(home: Path) -> Iterator[TicketingApplication]:
 
 @pytest.fixture
 def small_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ranges of 37 notification ids: dozens of them, some holding no published event."""
+    """Ranges of 37 notification ids: dozens of them, some holding no published event; and
+    row groups of 64 rows, so that the file gets a lead, whole groups and a tail, and the
+    store is counted on the writer thread."""
     monkeypatch.setattr(rebuild_workers, "RANGE", 37)
+    monkeypatch.setattr(row_groups, "ROW_GROUP_ROWS", 64)
+    monkeypatch.setattr(row_groups, "SHORTEST_TAIL", 21)
 
 
 def built(app: TicketingApplication, target: Path, **options: Any) -> Tables:

@@ -141,3 +141,37 @@ def test_fewer_rows_than_expected_go_in_once_without_settling() -> None:
     feed(facts_in, 600)
     # Then the rows still go in, once
     assert calls == ["insert 600"]
+
+
+def test_a_layout_given_as_a_count_is_taken_only_once_half_a_row_group_has_come() -> None:
+    # Given a layout counted on demand
+    counts: list[int] = []
+    expected = 100_000 + ROW_GROUP_ROWS + SHORTEST_TAIL
+
+    def count() -> RowGroupLayout:
+        counts.append(expected)
+        return RowGroupLayout(expected)
+
+    sizes: list[int] = []
+    facts_in = WholeRowGroups(lambda table: sizes.append(table.num_rows), layout=count)
+    # When rows come up to just under half a row group, nothing is counted or inserted
+    facts_in.add(batch(0, ROW_GROUP_ROWS // 2 - 1))
+    assert (counts, sizes) == ([], [])
+    # Then the next row has the store counted once, and the layout is followed
+    facts_in.add(batch(ROW_GROUP_ROWS // 2 - 1, 1))
+    for start in range(ROW_GROUP_ROWS // 2, expected, 20_000):
+        facts_in.add(batch(start, min(20_000, expected - start)))
+    facts_in.flush()
+    assert counts == [expected]
+    assert sizes == [100_000, ROW_GROUP_ROWS, SHORTEST_TAIL]
+
+
+def test_a_small_rebuild_never_takes_the_count() -> None:
+    sizes: list[int] = []
+    facts_in = WholeRowGroups(
+        lambda table: sizes.append(table.num_rows),
+        layout=lambda: pytest.fail("counted"),
+        settle=lambda rows: pytest.fail("settled"),
+    )
+    feed(facts_in, 50_000)
+    assert sizes == [50_000]
