@@ -37,7 +37,8 @@ def rebuild_queue(
     upto_sequence: int | None = None,
     progress: Progress | None = None,
 ) -> int:
-    return _rebuild(app, target, QueueStore, upto_sequence, progress)
+    batches = stream_batches(app, upto_sequence=upto_sequence)
+    return _build(target, QueueStore, lambda store: _apply(store, batches, progress))
 
 
 PARALLEL_FROM = 200_000
@@ -116,19 +117,6 @@ def analytics_workers(app: TicketingApplication, requested: int | None = None) -
             field="workers",
         )
     return max(requested, 0)
-
-
-def _rebuild(
-    app: TicketingApplication,
-    target: Path,
-    store_class: Any,
-    upto_sequence: int | None,
-    progress: Progress | None,
-    *,
-    with_messages: bool = False,
-) -> int:
-    batches = stream_batches(app, upto_sequence=upto_sequence, with_messages=with_messages)
-    return _build(target, store_class, lambda store: _apply(store, batches, progress))
 
 
 def _build(target: Path, store_class: Any, fill: Callable[[Any], int]) -> int:

@@ -193,7 +193,8 @@ def _send_ranges(request: dict[str, Any], channel: Connection) -> None:
             after, upto = range_bounds(number, size)
             events = published_between(app, after, min(upto, until), with_messages=True)
             channel.send_bytes(_dumps([e.payload for e in events]))
-            channel.send_bytes(_fact_rows(events).serialize())
+            # every column but the stream sequence and the account (the rebuild fills them in)
+            channel.send_bytes(event_fact_batch(events).serialize())
     finally:
         app.close()
 
@@ -210,12 +211,6 @@ def _dumps(payloads: list[dict[str, Any]]) -> bytes:
 def _loads(data: bytes) -> list[dict[str, Any]]:
     payloads: list[dict[str, Any]] = (marshal if data[:1] == b"m" else pickle).loads(data[1:])
     return payloads
-
-
-def _fact_rows(events: list[StreamEvent]) -> pa.RecordBatch:
-    """Fact rows with every column but the stream sequence and the account (the rebuild
-    fills those in)."""
-    return event_fact_batch(events)
 
 
 def main() -> int:
