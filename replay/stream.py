@@ -105,21 +105,13 @@ def aggregate_notification_ids(app: TicketingApplication, aggregate_id: UUID) ->
             )
             return {int(version): int(rowid) for version, rowid in cursor.fetchall()}
     if _is_postgres(app):
-        from psycopg.sql import SQL, Identifier  # only here: PostgreSQL is optional
-
-        statement = SQL(
-            "SELECT originator_version, notification_id FROM {schema}.{table} "
-            "WHERE originator_id = %s AND topic = ANY(%s)"
-        ).format(
-            schema=Identifier(recorder.datastore.schema),
-            table=Identifier(recorder.events_table_name),
+        rows = _postgres_query(
+            app,
+            "SELECT originator_version, notification_id FROM {events} "
+            "WHERE originator_id = %s AND topic = ANY(%s)",
+            [aggregate_id, list(PUBLISHED_TOPICS)],
         )
-        with recorder.datastore.get_connection() as connection, connection.cursor() as cursor:
-            cursor.execute(statement, [aggregate_id, list(PUBLISHED_TOPICS)])
-            return {
-                int(row["originator_version"]): int(row["notification_id"])
-                for row in cursor.fetchall()
-            }
+        return {int(row["originator_version"]): int(row["notification_id"]) for row in rows}
     numbered, last = {}, 0
     while rows := _library_rows(app, last, BATCH):
         numbered.update({row[2]: row[0] for row in rows if row[1] == aggregate_id})
@@ -146,31 +138,28 @@ def published_after(
             count, last = cursor.fetchone()
         return int(count), int(last or position)
     if _is_postgres(app):
-        return _postgres_published_after(app, position, until)
+        (row,) = _postgres_query(
+            app,
+            "SELECT count(*) AS count, max(notification_id) AS last FROM {events} "
+            "WHERE notification_id > %s AND notification_id <= %s AND topic = ANY(%s)",
+            [position, until, list(PUBLISHED_TOPICS)],
+        )
+        return int(row["count"]), int(row["last"] or position)
     count, last = 0, position
     while rows := _library_rows(app, last, BATCH, until):
         count, last = count + len(rows), rows[-1][0]
     return count, last
 
 
-def _postgres_published_after(
-    app: TicketingApplication, position: int, until: int
-) -> tuple[int, int]:
-    """`published_after` as one aggregate query on the library's PostgreSQL table."""
+def _postgres_query(app: TicketingApplication, statement: str, params: list[Any]) -> list[Any]:
+    """The rows (dicts) of `statement` on the library's PostgreSQL events table, `{events}`."""
     from psycopg.sql import SQL, Identifier  # only here: PostgreSQL is optional
 
     recorder: Any = app.recorder
-    statement = SQL(
-        "SELECT count(*) AS count, max(notification_id) AS last FROM {schema}.{table} "
-        "WHERE notification_id > %s AND notification_id <= %s AND topic = ANY(%s)"
-    ).format(
-        schema=Identifier(recorder.datastore.schema),
-        table=Identifier(recorder.events_table_name),
-    )
+    events = Identifier(recorder.datastore.schema, recorder.events_table_name)
     with recorder.datastore.get_connection() as connection, connection.cursor() as cursor:
-        cursor.execute(statement, [position, until, list(PUBLISHED_TOPICS)])
-        row = cursor.fetchone()
-    return int(row["count"]), int(row["last"] or position)
+        cursor.execute(SQL(statement).format(events=events), params)
+        return list(cursor.fetchall())
 
 
 def _is_sqlite(app: TicketingApplication) -> bool:
