@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,23 @@ def machine_load() -> dict[str, float | None]:
         line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
         pressure = float(dict(f.split("=") for f in line.split()[1:])["avg60"])
     return {"load_1m": round(os.getloadavg()[0], 2), "cpu_pressure_some_avg60_pct": pressure}
+
+
+def run_context(
+    load_before: dict[str, float | None],
+    load_after: dict[str, float | None],
+    *packages: str,
+    sqlite: bool = False,
+) -> dict[str, Any]:
+    """What a result was measured on: the machine's load around the run, Python and the
+    `packages`' versions (keys with `_` for `-`), SQLite's when it matters, and the cores."""
+    return {
+        "machine": {"before": load_before, "after": load_after},
+        "python": platform.python_version(),
+        **{name.replace("-", "_"): version(name) for name in packages},
+        **({"sqlite": sqlite3.sqlite_version} if sqlite else {}),
+        "cpus": os.cpu_count(),
+    }
 
 
 def aim(target: float, value: float, higher_is_better: bool = True) -> dict[str, Any]:

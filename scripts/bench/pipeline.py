@@ -72,7 +72,6 @@ import io
 import itertools
 import json
 import os
-import platform
 import pstats
 import subprocess
 import sys
@@ -80,7 +79,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +87,7 @@ from benchkit import (  # this folder still heads sys.path here
     log,
     log_tail,
     machine_load,
+    run_context,
     start_process,
     stop_process,
     temporary_root,
@@ -900,11 +899,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         },
         **relay,
         "relay_ratio": round(relay_ratio, 3),
-        "machine": {"before": load_before, "after": load_after},
-        "python": platform.python_version(),
-        "eventsourcing": version("eventsourcing"),
-        "nats_py": version("nats-py"),
-        "cpus": os.cpu_count(),
+        **run_context(load_before, load_after, "eventsourcing", "nats-py"),
     }
 
 

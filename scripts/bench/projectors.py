@@ -79,7 +79,6 @@ import functools
 import gc
 import json
 import os
-import platform
 import shutil
 import sqlite3
 import statistics
@@ -90,7 +89,6 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +97,7 @@ from benchkit import (  # this folder still heads sys.path here
     log,
     log_tail,
     machine_load,
+    run_context,
     start_process,
     stop_process,
     temporary_root,
@@ -1545,13 +1544,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "visible_latency": latency,
         "kpi": kpis,
         "aims": aims,
-        "machine": {"before": load_before, "after": load_after},
-        "python": platform.python_version(),
-        "nats_py": version("nats-py"),
-        "duckdb": version("duckdb"),
-        "pyarrow": version("pyarrow"),
-        "sqlite": sqlite3.sqlite_version,
-        "cpus": os.cpu_count(),
+        **run_context(load_before, load_after, "nats-py", "duckdb", "pyarrow", sqlite=True),
     }
 
 

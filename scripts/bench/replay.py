@@ -89,7 +89,6 @@ import io
 import itertools
 import json
 import os
-import platform
 import pstats
 import random
 import resource
@@ -99,7 +98,6 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -108,6 +106,7 @@ from benchkit import (  # this folder still heads sys.path here
     aim,
     log,
     machine_load,
+    run_context,
     temporary_root,
 )
 
@@ -1101,12 +1100,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "aims": aims,
         "all_met": all(a["met"] for a in aims.values()),
         "wall_seconds": round(time.perf_counter() - started, 1),
-        "machine": {"before": load_before, "after": load_after},
-        "python": platform.python_version(),
-        "eventsourcing": version("eventsourcing"),
-        "duckdb": version("duckdb"),
-        "pyarrow": version("pyarrow"),
-        "cpus": os.cpu_count(),
+        **run_context(load_before, load_after, "eventsourcing", "duckdb", "pyarrow"),
     }
 
 

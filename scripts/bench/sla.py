@@ -70,7 +70,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import random
 import sqlite3
 import sys
@@ -79,11 +78,15 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from benchkit import log, machine_load, temporary_root  # this folder still heads sys.path
+from benchkit import (  # this folder still heads sys.path
+    log,
+    machine_load,
+    run_context,
+    temporary_root,
+)
 
 # Run as a file, this script's folder comes first on sys.path, and its sibling commands.py
 # would shadow the project's `commands` package: drop the folder before importing the project.
@@ -546,12 +549,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "events_per_ticket": round(len(with_policy) / args.tickets, 2),
         **bench.summary(),
         "wall_seconds": round(time.perf_counter() - started, 1),
-        "machine": {"before": load_before, "after": load_after},
-        "python": platform.python_version(),
-        "eventsourcing": version("eventsourcing"),
-        "duckdb": version("duckdb"),
-        "sqlite": sqlite3.sqlite_version,
-        "cpus": os.cpu_count(),
+        **run_context(load_before, load_after, "eventsourcing", "duckdb", sqlite=True),
     }
 
 
