@@ -214,6 +214,7 @@ def test_show_at_a_version_equals_the_first_events_folded_by_hand(day: Day) -> N
         (("show", "{unknown}"), "not_found"),
         (("show", "{unknown}", "--as-of", "2026-11-24T12:00:00Z"), "not_found"),
         (("history", "{unknown}"), "not_found"),
+        (("export", "--ticket", "{unknown}"), "not_found"),
         (("show", "{ticket}", "--as-of", "2026-11-23T00:00:00Z"), "before_ticket_existed"),
         (("show", "{ticket}", "--as-of", "yesterday at noon"), "validation_error"),
         (("show", "{ticket}", "--as-of", "2026-13-45"), "validation_error"),
