@@ -14,7 +14,6 @@ import nats.errors
 from nats.aio.client import Client
 
 from commands.models import Command
-from commands.nats_service import SUBJECT_PREFIX
 from commands.replies import Reply
 from ticketing.nats_connect import (
     ConnectionEvents,
@@ -22,7 +21,9 @@ from ticketing.nats_connect import (
     NatsEndpoint,
     NatsUnavailableError,
     connect,
+    principal_of,
 )
+from ticketing.nats_roles import command_subject
 
 
 class ClientError(Exception):
@@ -102,23 +103,31 @@ class TicketingClient:
     """Async client. Timeouts are per attempt; `retry_for` keeps retrying (same command id,
     so at most one effect) while the service is down or slow, for up to that many seconds."""
 
-    def __init__(self, nc: Client, events: ConnectionEvents, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        nc: Client,
+        events: ConnectionEvents,
+        *,
+        principal: str | None = None,
+        timeout: float = 5.0,
+    ) -> None:
         self.nc = nc
         self.events = events
+        self.principal = principal or principal_of(nc)
         self.timeout = timeout
 
     @classmethod
     async def connect(
-        cls, endpoint: NatsEndpoint, *, role: str = "caller", timeout: float = 5.0
+        cls, endpoint: NatsEndpoint, *, principal: str = "caller", timeout: float = 5.0
     ) -> TicketingClient:
         events = ConnectionEvents()
         try:
             nc = await connect(
-                endpoint, role, name="ticketing-client", reconnect_forever=True, events=events
+                endpoint, principal, name="ticketing-client", reconnect_forever=True, events=events
             )
         except NatsUnavailableError as error:
             raise ServiceUnavailableError(str(error)) from error
-        return cls(nc, events, timeout=timeout)
+        return cls(nc, events, principal=principal, timeout=timeout)
 
     async def close(self) -> None:
         await self.nc.close()
@@ -158,7 +167,7 @@ class TicketingClient:
                 await asyncio.sleep(0.2)
 
     async def _request_once(self, name: str, payload: bytes, timeout: float) -> Reply:
-        subject = f"{SUBJECT_PREFIX}.{name}"
+        subject = command_subject(self.principal, name)
         if self.nc.is_closed:
             raise ServiceUnavailableError("the client is closed")
         try:
@@ -184,12 +193,13 @@ class TicketingClient:
 class SyncTicketingClient:
     """The same client for synchronous code: one private event-loop thread."""
 
-    def __init__(self, endpoint: NatsEndpoint, *, role: str = "caller", timeout: float = 5.0):
+    def __init__(self, endpoint: NatsEndpoint, *, principal: str = "caller", timeout: float = 5.0):
         self._loop = LoopThread("ticketing-client")
         self.timeout = timeout
         try:
             self._client = self._loop.run(
-                TicketingClient.connect(endpoint, role=role, timeout=timeout), timeout + 5
+                TicketingClient.connect(endpoint, principal=principal, timeout=timeout),
+                timeout + 5,
             )
         except BaseException:
             self._loop.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
 from uuid import UUID, uuid4
 
@@ -30,6 +31,11 @@ from ticketing.domain.values import (
 MAX_BODY_BYTES = 64 * 1024
 MAX_SUBJECT_CHARS = 250
 MAX_TAGS = 20
+MAX_VERSION = 2**31 - 1
+MAX_CYCLE = 10_000
+EARLIEST_TIME = datetime(1990, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2200, 1, 1, tzinfo=UTC)
+"""Times outside this window are mistakes, and the far ends overflow date arithmetic."""
 EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$"
 
 
@@ -39,6 +45,21 @@ def _within_body_limit(text: str) -> str:
     return text
 
 
+def _within_time_window(moment: datetime) -> datetime:
+    try:
+        utc = moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        utc = None
+    if utc is None or not EARLIEST_TIME <= utc < LATEST_TIME:
+        raise ValueError(
+            f"must lie between {EARLIEST_TIME.date()} and {LATEST_TIME.date()} (UTC), "
+            f"got {moment.isoformat()}"
+        )
+    return moment
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_within_time_window)]
+"""An instant with a zone, in the sane window; the service also refuses the future."""
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN.pattern)]
 Tag = Annotated[str, StringConstraints(pattern=TAG_PATTERN.pattern)]
 Body = Annotated[str, StringConstraints(min_length=1), AfterValidator(_within_body_limit)]
@@ -75,8 +96,8 @@ class Command(BaseModel):
 
     command_id: CommandId = Field(default_factory=lambda: str(uuid4()))
     actor: ActorModel = DEFAULT_ACTOR
-    occurred_at: AwareDatetime | None = None
-    expected_version: Annotated[int, Field(ge=1)] | None = None
+    occurred_at: Moment | None = None
+    expected_version: Annotated[int, Field(ge=1, le=MAX_VERSION, strict=True)] | None = None
 
 
 class TicketCommand(Command):
@@ -197,8 +218,8 @@ class RecordSlaWarning(TicketCommand):
 
     name: ClassVar[str] = "record_sla_warning"
     metric: SlaMetric
-    cycle: Annotated[int, Field(ge=0)] = 0
-    due_at: AwareDatetime
+    cycle: Annotated[int, Field(ge=0, le=MAX_CYCLE, strict=True)] = 0
+    due_at: Moment
     threshold: Annotated[float, Field(gt=0, lt=1)]
 
 
@@ -207,8 +228,8 @@ class RecordSlaBreach(TicketCommand):
 
     name: ClassVar[str] = "record_sla_breach"
     metric: SlaMetric
-    cycle: Annotated[int, Field(ge=0)] = 0
-    due_at: AwareDatetime
+    cycle: Annotated[int, Field(ge=0, le=MAX_CYCLE, strict=True)] = 0
+    due_at: Moment
 
 
 class PublishSlaPolicy(Command):

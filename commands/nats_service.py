@@ -1,4 +1,6 @@
-"""The command service on NATS: `ticketing.cmd.<name>` request/reply in a queue group.
+"""The command service on NATS: `ticketing.cmd.<principal>.<name>` request/reply in a queue
+group. The server lets only `<principal>` publish under its name, so the subject proves who sent
+a request; the permission table then decides what that principal's actor may do.
 
 Requests are validated with the same pydantic models as every other interface, then queued;
 one worker thread takes whatever has queued up and commits it as one group (`execute_many`),
@@ -17,6 +19,7 @@ from nats.micro.request import Request
 from nats.micro.service import Service
 
 from commands.models import COMMAND_TYPES, Command
+from commands.principals import Principal, Principals
 from commands.replies import Reply
 from commands.service import CommandService
 
@@ -31,6 +34,7 @@ MAX_REQUEST_BYTES = 256 * 1024
 @dataclass
 class _Pending:
     command: Command
+    principal: Principal
     request: Request
 
 
@@ -42,10 +46,12 @@ class NatsCommandService:
         service: CommandService,
         nc: Client,
         *,
+        principals: Principals | None = None,
         version: str = "0.1.0",
         max_group: int = 128,
     ) -> None:
         self.service = service
+        self.principals = principals or Principals.built_in()
         self.nc = nc
         self.version = version
         self.max_group = max_group
@@ -66,7 +72,7 @@ class NatsCommandService:
         )
         group = self.micro.add_group(name=SUBJECT_PREFIX, queue_group=QUEUE_GROUP)
         for name in COMMAND_TYPES:
-            await group.add_endpoint(name=name, handler=self._receive)
+            await group.add_endpoint(name=name, subject=f"*.{name}", handler=self._receive)
         self._worker = asyncio.create_task(self._work(), name="command-worker")
 
     async def stop(self) -> None:
@@ -85,7 +91,14 @@ class NatsCommandService:
 
     async def _receive(self, request: Request) -> None:
         """Validate on the event loop (cheap) and queue; answer bad input at once."""
-        name = request.subject.rsplit(".", 1)[-1]
+        sender, name = request.subject.split(".")[-2:]
+        principal = self.principals.get(sender)
+        if principal is None:
+            reply = Reply.failure(
+                "forbidden", f"unknown principal {sender!r}", field="(subject)", principal=sender
+            )
+            await _respond(request, reply)
+            return
         if len(request.data) > MAX_REQUEST_BYTES:
             reply = Reply.failure(
                 "validation_error",
@@ -98,7 +111,7 @@ class NatsCommandService:
         if isinstance(parsed, Reply):
             await _respond(request, parsed)
             return
-        self.queue.put_nowait(_Pending(parsed, request))
+        self.queue.put_nowait(_Pending(parsed, principal, request))
 
     async def _work(self) -> None:
         while True:
@@ -107,7 +120,9 @@ class NatsCommandService:
                 group.append(self.queue.get_nowait())
             try:
                 replies = await asyncio.to_thread(
-                    self.service.execute_many, [p.command for p in group]
+                    self.service.execute_many,
+                    [p.command for p in group],
+                    [p.principal for p in group],
                 )
             except Exception as error:  # the store failed: answer everyone, keep serving
                 log.exception("command group failed")

@@ -4,11 +4,12 @@ Every interface (Python API, CLI, NATS) goes through `execute` or `execute_many`
 
 from __future__ import annotations
 
+import logging
 import random
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -17,14 +18,23 @@ from eventsourcing.persistence import IntegrityError
 from pydantic import ValidationError as PydanticValidationError
 
 from commands import models as m
+from commands import permissions
 from commands.application import TicketingApplication
-from commands.command_log import CommandRecord, command_record_id, ticket_id_for
+from commands.command_log import (
+    CommandRecord,
+    command_record_id,
+    fingerprint,
+    fingerprint_differences,
+    ticket_id_for,
+)
 from commands.erasure import erase_comment_text
 from commands.handlers import HANDLERS, Aggregate, check_version
+from commands.principals import LOCAL, Principal
 from commands.replies import Reply
 from ticketing.domain import errors
 from ticketing.domain.account import Account, account_uuid
 from ticketing.domain.agent import Agent, agent_uuid
+from ticketing.domain.clock import utc_now
 from ticketing.domain.events import CommentRedacted, event_payload
 from ticketing.domain.policies import (
     VersionedCalendar,
@@ -33,12 +43,15 @@ from ticketing.domain.policies import (
     policy_uuid,
 )
 from ticketing.domain.ticket import Ticket
-from ticketing.domain.values import DEFAULT_CATEGORIES
+from ticketing.domain.values import DEFAULT_CATEGORIES, Actor, ActorKind
 from ticketing.sla.catalog import Pin
 
 DEFAULT_SLA_POLICY = "default"
 """The policy new tickets are measured against, once it is published."""
+DEFAULT_CLOCK_SKEW = timedelta(minutes=5)
+"""How far into the future a command may be dated (clocks of senders drift)."""
 _A = TypeVar("_A")
+log = logging.getLogger(__name__)
 
 
 class DuplicateCommandIdError(errors.TicketingError):
@@ -74,24 +87,34 @@ class CommandService:
         categories: Iterable[str] = DEFAULT_CATEGORIES,
         max_attempts: int = 25,
         sla_policy_id: str = DEFAULT_SLA_POLICY,
+        clock: Callable[[], datetime] = utc_now,
+        clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
     ) -> None:
         self.app = app
         self.categories = frozenset(categories)
         self.sla_policy_id = sla_policy_id
         self.max_attempts = max_attempts
+        self.clock = clock
+        self.clock_skew = clock_skew
 
     # --- entry points ---------------------------------------------------------------------
 
-    def execute(self, command: m.Command) -> Reply:
+    def execute(self, command: m.Command, principal: Principal = LOCAL) -> Reply:
+        """Run one command for `principal` (in-process callers are `LOCAL`)."""
         try:
-            return self._execute(command)
+            return self._execute(_as_principal(command, principal), principal)
         except errors.TicketingError as error:
             return Reply.from_error(error)
+        except Exception as error:  # the store failed: this command did not commit
+            log.warning("command %s failed in the store: %r", command.name, error)
+            return Reply.failure("store_unavailable", f"{type(error).__name__}: {error}")
 
-    def execute_raw(self, name: str, payload: bytes | str | Mapping[str, Any]) -> Reply:
+    def execute_raw(
+        self, name: str, payload: bytes | str | Mapping[str, Any], principal: Principal = LOCAL
+    ) -> Reply:
         """Validate an untrusted payload (JSON text or a mapping) and run it."""
         command = self.parse(name, payload)
-        return command if isinstance(command, Reply) else self.execute(command)
+        return command if isinstance(command, Reply) else self.execute(command, principal)
 
     @staticmethod
     def parse(name: str, payload: bytes | str | Mapping[str, Any]) -> m.Command | Reply:
@@ -110,9 +133,14 @@ class CommandService:
         except PydanticValidationError as error:
             return Reply.from_validation(error)
 
-    def execute_many(self, commands: Sequence[m.Command]) -> list[Reply]:
+    def execute_many(
+        self, commands: Sequence[m.Command], principals: Sequence[Principal] | None = None
+    ) -> list[Reply]:
         """Group commit: commands on different aggregates share one transaction, each still
-        atomic and idempotent; on any conflict the group falls back to one commit each."""
+        atomic and idempotent; on any failure of the shared commit the group falls back to one
+        commit each, so a command the store refuses never fails its neighbours."""
+        senders = list(principals) if principals is not None else [LOCAL] * len(commands)
+        commands = [_as_principal(c, p) for c, p in zip(commands, senders, strict=True)]
         replies: list[Reply | None] = [None] * len(commands)
         decided: list[tuple[int, _Decision]] = []
         solo: list[int] = []
@@ -124,20 +152,24 @@ class CommandService:
                 continue
             targets.add(target)
             try:
-                decided.append((index, self._decide_or_recall(command)))
+                decided.append((index, self._decide_or_recall(command, senders[index])))
             except _Recalled as recalled:
                 replies[index] = recalled.reply
             except errors.TicketingError as error:
                 replies[index] = Reply.from_error(error)
+            except Exception as error:
+                replies[index] = _store_failure(command, error)
         if decided:
             try:
                 self._commit([d for _, d in decided])
                 for index, decision in decided:
                     replies[index] = decision.reply
-            except IntegrityError:
+            except Exception as error:
+                if not isinstance(error, IntegrityError):
+                    log.info("group commit failed (%r); committing one by one", error)
                 solo.extend(index for index, _ in decided)
         for index in sorted(solo):
-            replies[index] = self.execute(commands[index])
+            replies[index] = self.execute(commands[index], senders[index])
         return [
             r if r is not None else Reply.failure("internal_error", "no reply") for r in replies
         ]
@@ -203,14 +235,14 @@ class CommandService:
 
     # --- internals ------------------------------------------------------------------------
 
-    def _execute(self, command: m.Command) -> Reply:
+    def _execute(self, command: m.Command, principal: Principal) -> Reply:
         """Decide and commit; the idempotency record is looked up only when something fails.
 
         A repeated command id always collides with its own record in the same transaction, so
         the happy path needs no extra read, and a repeat still gets its first reply."""
         for attempt in range(self.max_attempts):
             try:
-                decision = self._decide_or_recall(command)
+                decision = self._decide_or_recall(command, principal)
             except _Recalled as recalled:
                 return recalled.reply
             try:
@@ -234,24 +266,30 @@ class CommandService:
             f"gave up after {self.max_attempts} concurrent-write conflicts; try again"
         )
 
-    def _decide_or_recall(self, command: m.Command) -> _Decision:
+    def _decide_or_recall(self, command: m.Command, principal: Principal) -> _Decision:
         """Decide; if the command is refused, a repeat of an accepted one still gets its reply."""
         try:
-            return self._decide(command)
+            return self._decide(command, principal)
         except errors.TicketingError:
             prior = self._prior_reply(command)
             if prior is not None:
                 raise _Recalled(prior) from None
             raise
 
-    def _decide(self, command: m.Command) -> _Decision:
-        aggregate = HANDLERS[type(command)](command, self)
+    def _decide(self, command: m.Command, principal: Principal) -> _Decision:
+        actor = Actor(ActorKind(command.actor.kind), command.actor.id)
+        permissions.authorize(principal, command.name, actor)
+        self._check_time(command, principal, actor)
+        if isinstance(command, m.OpenTicket):
+            permissions.check_account(principal, command.name, actor, command.account_id)
+        aggregate = HANDLERS[type(command)](command, _Scope(self, principal, command, actor))
         events = list(aggregate.collect_events())
         from_version = events[0].originator_version - 1 if events else aggregate.version
         kind, subject = _identity(aggregate)
         record = CommandRecord.record(
             command.command_id,
             command_name=command.name,
+            fingerprint=fingerprint(command, aggregate.id),
             aggregate_kind=kind,
             aggregate_id=str(aggregate.id),
             from_version=from_version,
@@ -259,6 +297,20 @@ class CommandService:
         )
         reply = _success(events, aggregate.version, **subject)
         return _Decision(command, events, record, reply)
+
+    def _check_time(self, command: m.Command, principal: Principal, actor: Actor) -> None:
+        """Dates lie in the past (with the `import` grant) or now, never in the future."""
+        moment = command.occurred_at
+        if moment is None:
+            return
+        now = self.clock()
+        if moment > now + self.clock_skew:
+            raise errors.ValidationError(
+                f"occurred_at {moment.isoformat()} is in the future (now is {now.isoformat()}, "
+                f"allowed skew {int(self.clock_skew.total_seconds())} s)",
+                field="occurred_at",
+            )
+        permissions.check_time(principal, command.name, actor, moment, now, self.clock_skew)
 
     def _commit(self, decisions: Sequence[_Decision]) -> None:
         pending: list[Any] = []
@@ -284,7 +336,19 @@ class CommandService:
             raise DuplicateCommandIdError(
                 f"command id {command.command_id!r} was already used for {record.command_name}",
                 field="command_id",
+                differs=["(command)"],
             )
+        if record.fingerprint:
+            differs = fingerprint_differences(
+                record.fingerprint, fingerprint(command, UUID(record.aggregate_id))
+            )
+            if differs:
+                raise DuplicateCommandIdError(
+                    f"command id {command.command_id!r} was already used for a different "
+                    f"{record.command_name} (differs in {', '.join(differs)})",
+                    field="command_id",
+                    differs=differs,
+                )
         events = list(
             self.app.events.get(
                 UUID(record.aggregate_id), gt=record.from_version, lte=record.to_version
@@ -294,6 +358,69 @@ class CommandService:
             return _success(events, record.to_version, ticket_id=record.aggregate_id)
         _, subject = _identity(self.app.repository.get(UUID(record.aggregate_id)))
         return _success(events, record.to_version, **subject)
+
+
+class _Scope:
+    """The handler context for one command: the service's reads, with ownership checked on
+    every ticket the command touches (customers act on their own tickets only)."""
+
+    def __init__(
+        self, service: CommandService, principal: Principal, command: m.Command, actor: Actor
+    ) -> None:
+        self._service = service
+        self._principal = principal
+        self._command = command
+        self._actor = actor
+        self.categories = service.categories
+
+    def load_ticket(self, ticket_id: UUID, expected_version: int | None = None) -> Ticket:
+        ticket = self._service.load_ticket(ticket_id)
+        permissions.check_ticket(
+            self._principal, self._command.name, self._actor, ownership_of(ticket)
+        )
+        check_version(f"ticket {ticket_id}", ticket.version, expected_version)
+        return ticket
+
+    def load_account(self, account_id: str, expected_version: int | None = None) -> Account:
+        return self._service.load_account(account_id, expected_version)
+
+    def account_exists(self, account_id: str) -> bool:
+        return self._service.account_exists(account_id)
+
+    def find_policy(self, policy_id: str) -> VersionedSlaPolicy | None:
+        return self._service.find_policy(policy_id)
+
+    def find_calendar(self, calendar_id: str) -> VersionedCalendar | None:
+        return self._service.find_calendar(calendar_id)
+
+    def find_agent(self, agent_id: str) -> Agent | None:
+        return self._service.find_agent(agent_id)
+
+    def policy_in_force(self, moment: datetime) -> Pin | None:
+        return self._service.policy_in_force(moment)
+
+
+def ownership_of(ticket: Ticket) -> permissions.TicketOwnership:
+    """What the permission table judges a ticket's ownership on."""
+    opened_by = getattr(ticket, "opened_by", None)
+    return permissions.TicketOwnership(
+        account_id=ticket.account_id,
+        requester=ticket.requester,
+        opened_by=Actor.from_dict(opened_by) if opened_by else None,
+    )
+
+
+def _as_principal(command: m.Command, principal: Principal) -> m.Command:
+    """A command naming no actor acts as the principal itself (`api:<principal>`)."""
+    if "actor" in command.model_fields_set or principal is LOCAL:
+        return command
+    actor = principal.default_actor
+    return command.model_copy(update={"actor": m.ActorModel(kind=actor.kind, id=actor.id)})
+
+
+def _store_failure(command: m.Command, error: Exception) -> Reply:
+    log.warning("command %s failed: %r", command.name, error)
+    return Reply.failure("store_unavailable", f"{type(error).__name__}: {error}")
 
 
 def _success(events: Sequence[Any], version: int, **subject: str) -> Reply:

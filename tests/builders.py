@@ -11,7 +11,7 @@ from ticketing.domain.values import Actor, ActorKind
 
 AGENT = Actor(ActorKind.AGENT, "ana")
 OTHER_AGENT = Actor(ActorKind.AGENT, "ben")
-CUSTOMER = Actor(ActorKind.CUSTOMER, "bob")
+CUSTOMER = Actor(ActorKind.CUSTOMER, "bob@acme.example")
 AUTOMATION = Actor(ActorKind.AUTOMATION, "rule-7")
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

@@ -165,7 +165,7 @@ async def _project(
     batch_size: int,
     timeout: float,
 ) -> ProjectorStats:
-    nc = await connect(resolve_endpoint(Settings(home=home)), "projector", name=f"test-{durable}")
+    nc = await connect(resolve_endpoint(Settings(home=home)), "admin", name=f"test-{durable}")
     projector = Projector(nc, store, durable, batch_size=batch_size)
     task = asyncio.create_task(projector.run(), name=durable)
     try:
@@ -316,7 +316,7 @@ async def _request(home: Path, subject: str, data: bytes, timeout: float) -> dic
 
 
 def request(home: Path, subject: str, body: Any, *, timeout: float = 5.0) -> dict[str, Any]:
-    """A NATS request as the `caller` role; `body` is sent as JSON unless it is bytes."""
+    """A NATS request as the `caller` principal; `body` is sent as JSON unless it is bytes."""
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     return asyncio.run(_request(home, subject, data, timeout))
 

@@ -106,7 +106,8 @@ def _ticket_story(  # noqa: PLR0915 - one story reads best top to bottom
 
     category = rng.choice(list(SUBJECTS))
     account_id = rng.choice(ACCOUNTS)[0]
-    customer = {"kind": "customer", "id": f"{account_id}-user{rng.randint(1, 9)}"}
+    # Customers are known by their e-mail address: that is what makes a ticket theirs.
+    customer = {"kind": "customer", "id": f"user{rng.randint(1, 9)}@{account_id}.example"}
     team = CATEGORY_TEAM[category]
     agent = {"kind": "agent", "id": rng.choice(TEAMS[team])}
     automation = {"kind": "automation", "id": "triage-rules"}
@@ -122,7 +123,7 @@ def _ticket_story(  # noqa: PLR0915 - one story reads best top to bottom
     yield m.OpenTicket(
         command_id=open_id,
         account_id=account_id,
-        requester=f"{customer['id']}@{account_id}.example",
+        requester=customer["id"],
         subject=rng.choice(SUBJECTS[category]),
         description="Reported during the demo day.",
         channel=channel,

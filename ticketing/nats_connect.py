@@ -1,4 +1,5 @@
-"""Connecting to NATS as a role, with every wait bounded, and running async code from sync code."""
+"""Connecting to NATS as a principal, with every wait bounded, and running async code from sync
+code."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import json
 import logging
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -13,6 +15,7 @@ from typing import Any, TypeVar
 import nats
 from nats.aio.client import Client
 
+from ticketing.nats_roles import inbox_prefix
 from ticketing.nats_server import EmbeddedNats
 from ticketing.settings import Settings
 
@@ -26,17 +29,17 @@ class NatsUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class NatsEndpoint:
-    """Where NATS is and the users of each role (`None`: the server needs no credentials)."""
+    """Where NATS is and the user of each principal (`None`: the server needs no credentials)."""
 
     url: str
     credentials: dict[str, dict[str, str]] | None = None
 
-    def user_for(self, role: str) -> dict[str, str]:
+    def user_for(self, principal: str) -> dict[str, str]:
         if self.credentials is None:
             return {}
-        if role not in self.credentials:
-            raise NatsUnavailableError(f"no NATS credentials for role {role!r}")
-        entry = self.credentials[role]
+        if principal not in self.credentials:
+            raise NatsUnavailableError(f"no NATS credentials for principal {principal!r}")
+        entry = self.credentials[principal]
         return {"user": entry["user"], "password": entry["password"]}
 
 
@@ -73,16 +76,25 @@ class ConnectionEvents:
         )
 
 
+_PRINCIPALS: weakref.WeakKeyDictionary[Client, str] = weakref.WeakKeyDictionary()
+
+
+def principal_of(nc: Client) -> str:
+    """The principal a connection made by `connect` authenticated as."""
+    return _PRINCIPALS[nc]
+
+
 async def connect(
     endpoint: NatsEndpoint,
-    role: str,
+    principal: str,
     *,
     name: str,
     connect_timeout: float = 2.0,
     reconnect_forever: bool = True,
     events: ConnectionEvents | None = None,
 ) -> Client:
-    """Connect as `role`; long-running processes reconnect forever, tools give up quickly."""
+    """Connect as `principal` (its replies under its own inbox prefix); long-running processes
+    reconnect forever, tools give up quickly."""
     seen = events or ConnectionEvents()
 
     async def on_error(error: Exception) -> None:
@@ -114,13 +126,15 @@ async def connect(
                 disconnected_cb=on_disconnected,
                 reconnected_cb=on_reconnected,
                 closed_cb=on_closed,
-                **endpoint.user_for(role),
+                inbox_prefix=inbox_prefix(principal),
+                **endpoint.user_for(principal),
             ),
             timeout=connect_timeout + 1,
         )
     except (TimeoutError, OSError, nats.errors.Error) as error:
         raise NatsUnavailableError(f"cannot connect to NATS at {endpoint.url}: {error}") from error
     seen.connected.set()
+    _PRINCIPALS[client] = principal
     return client
 
 

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from commands.principals import Principals
 from ticketing.nats_roles import authorization_block, new_credentials, read_credentials
 from ticketing.nats_roles import write_credentials as _write_credentials
 
@@ -93,6 +94,8 @@ class EmbeddedNats:
     clients expect it and their reconnects succeed."""
 
     home: Path
+    principals_file: Path | None = None
+    """The operator's service principals (default `<home>/principals.toml`)."""
 
     @property
     def directory(self) -> Path:
@@ -117,11 +120,12 @@ class EmbeddedNats:
     def prepare(self) -> int:
         """Write config and credentials (kept across restarts); return the client port."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        principals = Principals.load(self.principals_file or self.home / "principals.toml")
         if not self.credentials_path.exists():
-            _write_credentials(self.credentials_path, new_credentials())
-        else:  # a home made before a role existed gets that role's user, the rest kept
+            _write_credentials(self.credentials_path, new_credentials(principals))
+        else:  # a principal added since gets its user, the others keep their passwords
             known = read_credentials(self.credentials_path)
-            missing = {k: v for k, v in new_credentials().items() if k not in known}
+            missing = {k: v for k, v in new_credentials(principals).items() if k not in known}
             if missing:
                 _write_credentials(self.credentials_path, {**known, **missing})
         port = self._configured_port()
@@ -132,7 +136,9 @@ class EmbeddedNats:
             "listen": f"127.0.0.1:{port}",
             "max_payload": 1048576,
             "jetstream": {"store_dir": str(self.directory / "jetstream")},
-            "authorization": authorization_block(read_credentials(self.credentials_path)),
+            "authorization": authorization_block(
+                principals, read_credentials(self.credentials_path)
+            ),
         }
         self.config_path.write_text(json.dumps(config, indent=2))
         os.chmod(self.config_path, 0o600)

@@ -21,7 +21,7 @@ from commands.replies import Reply
 from projections.consumer import Projector
 from projections.relay import Relay
 from ticketing import __version__
-from ticketing.bootstrap import build_application, build_command_service
+from ticketing.bootstrap import build_application, build_command_service, load_principals
 from ticketing.nats_connect import connect, resolve_endpoint
 from ticketing.nats_server import EmbeddedNats
 from ticketing.settings import Settings
@@ -43,7 +43,7 @@ def run_process(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
 
 
 async def nats_server(settings: Settings, stop: asyncio.Event, say: Callable[[str], None]) -> None:
-    server = EmbeddedNats(settings.home)
+    server = EmbeddedNats(settings.home, settings.principals_path)
     url = await asyncio.to_thread(server.start)
     say(f"nats-server running at {url}; credentials in {server.credentials_path}")
     try:
@@ -78,9 +78,11 @@ async def command_service(
 ) -> None:
     service = build_command_service(settings)
     nc = await connect(resolve_endpoint(settings), "command_service", name="ticketing-commands")
-    server = NatsCommandService(service, nc, version=__version__)
+    server = NatsCommandService(
+        service, nc, principals=load_principals(settings), version=__version__
+    )
     await server.start()
-    say("command service answering ticketing.cmd.*")
+    say("command service answering ticketing.cmd.<principal>.<command>")
     await stop.wait()
     await server.stop()
     await nc.drain()
@@ -102,7 +104,9 @@ async def queue_projector(
 
     path = queue_path(settings)
     store = QueueStore(path)
-    nc = await connect(resolve_endpoint(settings), "projector", name="ticketing-queue-projector")
+    nc = await connect(
+        resolve_endpoint(settings), "queue-projector", name="ticketing-queue-projector"
+    )
     projector = Projector(nc, store, "queue-projector")
 
     def answer_query(data: bytes) -> dict[str, Any]:
@@ -142,7 +146,7 @@ async def analytics_projector(
     store = SerializedStore(AnalyticsStore(analytics_path(settings)))
     snapshot = analytics_snapshot_path(settings)
     nc = await connect(
-        resolve_endpoint(settings), "projector", name="ticketing-analytics-projector"
+        resolve_endpoint(settings), "analytics-projector", name="ticketing-analytics-projector"
     )
     projector = Projector(nc, store, "analytics-projector", batch_size=5000)
     micro = await _register(nc, "ticketing-analytics-projector", projector)

@@ -271,7 +271,7 @@ async def service_stats(client: TicketingClient) -> dict[str, int]:
 
 async def run_case(endpoint: NatsEndpoint, plan: Plan, connections: int) -> dict[str, Any]:
     clients = [
-        await TicketingClient.connect(endpoint, role="caller", timeout=REQUEST_TIMEOUT_S)
+        await TicketingClient.connect(endpoint, principal="caller", timeout=REQUEST_TIMEOUT_S)
         for _ in range(max(1, min(connections, len(plan.callers))))
     ]
     failures: list[str] = []

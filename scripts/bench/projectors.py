@@ -17,9 +17,9 @@ What is measured, in this order:
    triage, assignment, comments, pending / on-hold, resolutions, reopens, ratings, closes) are
    written through `CommandService.execute_many` (waves of 128 tickets, one command per ticket
    per group) and published by `projections.relay.Relay(...).run_until_caught_up()` ("relay"
-   role). Then, in `--rounds` rounds (every second one in reverse order, and each projector
+   principal). Then, in `--rounds` rounds (every second one in reverse order, and each projector
    next to the ceilings of its stack, so drift of the shared machine lands on both sides),
-   each from an empty projection and a new durable consumer on a "projector"-role connection:
+   each from an empty projection and a new durable consumer on an "admin" connection (bench durables are no projector's own):
    - `jetstream_pull_ack_batch_1000` / `_5000`: a durable pull consumer (AckPolicy.ALL, the
      projector's consumer config) fetching batches and acking the last message; no decoding.
    - `sqlite_queue_rows_txn_1000`: plain `sqlite3` writing exactly the rows the queue store
@@ -284,7 +284,7 @@ async def pull_ceiling(
 ) -> tuple[float, list[Msg]]:
     """Fetch + ack every message through a new durable pull consumer, nothing else:
     (seconds, the messages if `keep`)."""
-    nc = await connect(endpoint, "projector", name="bench-pull", reconnect_forever=False)
+    nc = await connect(endpoint, "admin", name="bench-pull", reconnect_forever=False)
     try:
         js = nc.jetstream(timeout=10)
         received: list[Msg] = []
@@ -695,7 +695,7 @@ async def run_projector(
     """Our projector from an empty projection and a new durable until it reaches `target`."""
     clock = Clock()
     store = make_store(clock)
-    nc = await connect(endpoint, "projector", name=f"bench-{durable}", reconnect_forever=False)
+    nc = await connect(endpoint, "admin", name=f"bench-{durable}", reconnect_forever=False)
     try:
         projector = TimedProjector(nc, store, durable, batch, clock, target)
         with timed_decode(clock), timed_gc(clock):
@@ -1126,7 +1126,7 @@ async def run_latency(endpoint: NatsEndpoint, home: Path, run: LatencyRun) -> di
         event_version = int((msg.headers or {}).get(VERSION_HEADER, 0))
         run.published.setdefault((ticket_id, event_version), time.perf_counter())
 
-    client = await TicketingClient.connect(endpoint, role="caller", timeout=30)
+    client = await TicketingClient.connect(endpoint, principal="caller", timeout=30)
     try:
         await admin.subscribe("ticketing.events.ticket.>", cb=on_event)
         poller = asyncio.create_task(poll_queue(run, path))

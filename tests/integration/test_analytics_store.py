@@ -632,7 +632,7 @@ def test_reset_empties_the_projection_for_a_rebuild_that_equals_the_live_one(
 
 
 def test_payloads_from_the_real_ticket_aggregate_project_its_state(store: AnalyticsStore) -> None:
-    agent, customer = Actor(ActorKind.AGENT, "ana"), Actor(ActorKind.CUSTOMER, "bob")
+    agent, customer = Actor(ActorKind.AGENT, "ana"), Actor(ActorKind.CUSTOMER, "bob@acme.example")
     ticket = Ticket.open(
         account_id="acme",
         account_tier="business",

@@ -41,7 +41,7 @@ from tests.conftest import missing_dependency
 from tests.processes import start_ticketing, stop, wait_until
 from ticketing.bootstrap import build_application
 from ticketing.nats_connect import LoopThread, NatsEndpoint, connect, resolve_endpoint
-from ticketing.nats_roles import STREAM
+from ticketing.nats_roles import STREAM, command_subject
 from ticketing.nats_server import EmbeddedNats, NatsServerError
 from ticketing.settings import Settings
 from ticketing.status import discover_processes
@@ -185,7 +185,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             started.append(start_ticketing(home, "run", "command-service", log_name=f"cmd-{n}"))
         endpoint = resolve_endpoint(Settings(home=home))
         wait_until(lambda: len(command_services(endpoint)) == 2, what="two command services")
-        with SyncTicketingClient(endpoint) as client:
+        with SyncTicketingClient(endpoint, principal="admin") as client:
             ok(client.execute(m.CreateAccount(account_id="acme", account_name="Acme Corp")))
         yield Cluster(home, endpoint)
         for process in started:
@@ -203,7 +203,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def test_a_lifecycle_and_200_commands_from_16_threads_are_all_answered_by_both_instances(
     cluster: Cluster,
 ) -> None:
-    with SyncTicketingClient(cluster.endpoint) as client:
+    with SyncTicketingClient(cluster.endpoint, principal="admin") as client:
         # Given a ticket taken through its whole life
         ticket = open_ticket(client)
         steps = [
@@ -236,7 +236,7 @@ def test_a_lifecycle_and_200_commands_from_16_threads_are_all_answered_by_both_i
         return m.AddComment(ticket_id=target, body=f"note {n}", visibility="internal", actor=AGENT)
 
     def worker(thread: int) -> list[Reply]:
-        with SyncTicketingClient(cluster.endpoint, timeout=20) as own:
+        with SyncTicketingClient(cluster.endpoint, principal="admin", timeout=20) as own:
             return [own.execute(command(n)) for n in range(thread, 200, 16)]
 
     with ThreadPoolExecutor(16) as pool:
@@ -261,7 +261,7 @@ def test_a_lifecycle_and_200_commands_from_16_threads_are_all_answered_by_both_i
 
 
 def test_the_same_command_id_twice_gets_the_identical_reply(cluster: Cluster) -> None:
-    with SyncTicketingClient(cluster.endpoint) as client:
+    with SyncTicketingClient(cluster.endpoint, principal="admin") as client:
         ticket = open_ticket(client)
         command = m.AddComment(ticket_id=ticket, body="Looking into it", actor=AGENT)
         first = ok(client.execute(command))
@@ -279,7 +279,7 @@ def test_the_same_command_id_twice_gets_the_identical_reply(cluster: Cluster) ->
 
 
 def test_domain_errors_raise_their_client_exception(cluster: Cluster) -> None:
-    with SyncTicketingClient(cluster.endpoint) as client:
+    with SyncTicketingClient(cluster.endpoint, principal="admin") as client:
         ticket = open_ticket(client)
         closed = open_ticket(client)
         for step in (
@@ -323,7 +323,7 @@ def test_domain_errors_raise_their_client_exception(cluster: Cluster) -> None:
 def test_bad_input_gets_a_validation_error_naming_the_field_and_the_service_keeps_serving(
     cluster: Cluster,
 ) -> None:
-    subject = "ticketing.cmd.open_ticket"
+    subject = command_subject("caller", "open_ticket")
     valid = {"account_id": "acme", "requester": "bob@acme.example", "subject": "VPN"}
     oversized = json.dumps({**valid, "description": "x" * (MAX_REQUEST_BYTES + 1)}).encode()
     cases: list[tuple[bytes, set[str]]] = [
@@ -339,7 +339,7 @@ def test_bad_input_gets_a_validation_error_naming_the_field_and_the_service_keep
     replies = raw_requests(
         cluster.endpoint,
         *[(subject, payload) for payload, _ in cases],
-        ("ticketing.cmd.nope", json.dumps(valid).encode()),
+        (command_subject("caller", "nope"), json.dumps(valid).encode()),
         (subject, json.dumps(valid).encode()),
     )
     for (payload, fields), reply in zip(cases, replies, strict=False):
@@ -360,7 +360,7 @@ def test_bad_input_gets_a_validation_error_naming_the_field_and_the_service_keep
 def test_without_a_command_service_the_client_fails_fast(nats_home: Path) -> None:
     endpoint = resolve_endpoint(Settings(home=nats_home))
     command = m.OpenTicket(account_id="acme", requester="bob@acme.example", subject="VPN")
-    with SyncTicketingClient(endpoint) as client:
+    with SyncTicketingClient(endpoint, principal="admin") as client:
         started = time.monotonic()
         with pytest.raises(ServiceUnavailableError):
             client.execute(command)
@@ -417,13 +417,17 @@ def test_random_payloads_always_get_a_reply_and_never_crash_the_service(nats_hom
     try:
         endpoint = resolve_endpoint(Settings(home=nats_home))
         wait_until(lambda: len(command_services(endpoint)) == 1, what="the command service")
-        nc = loop.run(connect(endpoint, "caller", name="fuzz", reconnect_forever=False), 5)
+        nc = loop.run(connect(endpoint, "admin", name="fuzz", reconnect_forever=False), 5)
         connection = nc
         create = m.CreateAccount(account_id="acme", account_name="Acme Corp")
-        created = loop.run(connection.request("ticketing.cmd.create_account", b"", timeout=1), 5)
+        created = loop.run(
+            connection.request(command_subject("admin", "create_account"), b"", timeout=1), 5
+        )
         assert not Reply.model_validate_json(created.data).ok
         created = loop.run(
-            connection.request("ticketing.cmd.create_account", create.model_dump_json().encode()),
+            connection.request(
+                command_subject("admin", "create_account"), create.model_dump_json().encode()
+            ),
             5,
         )
         ok(Reply.model_validate_json(created.data))
@@ -432,7 +436,9 @@ def test_random_payloads_always_get_a_reply_and_never_crash_the_service(nats_hom
         @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
         @given(name=st.sampled_from(FUZZED_COMMANDS), payload=payloads)
         def throw(name: str, payload: bytes) -> None:
-            message = loop.run(connection.request(f"ticketing.cmd.{name}", payload, timeout=5), 10)
+            message = loop.run(
+                connection.request(command_subject("admin", name), payload, timeout=5), 10
+            )
             reply = Reply.model_validate_json(message.data)
             command = CommandService.parse(name, payload or b"{}")
             if reply.ok:

@@ -1,4 +1,5 @@
-"""Role users on the embedded nats-server: each credential can do its job and nothing more."""
+"""Principal users on the embedded nats-server: each credential can do its job and nothing more:
+commands only under its own name, replies only under its own inbox, its own consumer only."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import nats.errors
 import pytest
@@ -19,7 +21,7 @@ from commands.client import ForbiddenError, SyncTicketingClient
 from projections.relay import stream_config
 from tests.conftest import missing_dependency
 from ticketing.nats_connect import ConnectionEvents, NatsEndpoint, connect, resolve_endpoint
-from ticketing.nats_roles import STREAM
+from ticketing.nats_roles import STREAM, command_subject
 from ticketing.nats_server import EmbeddedNats, NatsServerError
 from ticketing.settings import Settings
 
@@ -31,7 +33,7 @@ pytestmark = [
     pytest.mark.nats,
 ]
 
-OPEN_TICKET = "ticketing.cmd.open_ticket"
+OPEN_TICKET = command_subject("caller", "open_ticket")
 AN_EVENT = "ticketing.events.ticket.x"
 
 
@@ -53,9 +55,11 @@ def denied(events: ConnectionEvents, subject: str) -> bool:
     )
 
 
-async def as_role(endpoint: NatsEndpoint, role: str) -> tuple[Client, ConnectionEvents]:
+async def as_role(endpoint: NatsEndpoint, principal: str) -> tuple[Client, ConnectionEvents]:
     events = ConnectionEvents()
-    nc = await connect(endpoint, role, name=f"test-{role}", reconnect_forever=False, events=events)
+    nc = await connect(
+        endpoint, principal, name=f"test-{principal}", reconnect_forever=False, events=events
+    )
     return nc, events
 
 
@@ -83,7 +87,7 @@ def endpoint(nats_home: Path) -> NatsEndpoint:
 def test_a_projector_can_publish_neither_commands_nor_events(endpoint: NatsEndpoint) -> None:
     async def scenario() -> None:
         admin, _ = await as_role(endpoint, "admin")
-        projector, events = await as_role(endpoint, "projector")
+        projector, events = await as_role(endpoint, "queue-projector")
         try:
             before = await stream_messages(admin)
             # When
@@ -179,8 +183,8 @@ def test_the_client_with_projector_credentials_raises_forbidden(endpoint: NatsEn
     command = m.OpenTicket(account_id="acme", requester="bob@acme.example", subject="VPN")
     started = time.monotonic()
     with (
-        SyncTicketingClient(endpoint, role="projector", timeout=1.0) as client,
-        pytest.raises(ForbiddenError, match=r"ticketing\.cmd\.open_ticket"),
+        SyncTicketingClient(endpoint, principal="queue-projector", timeout=1.0) as client,
+        pytest.raises(ForbiddenError, match=r"ticketing\.cmd\.queue-projector\.open_ticket"),
     ):
         client.execute(command)
     assert time.monotonic() - started < 5
@@ -200,3 +204,97 @@ def test_starting_the_embedded_server_leaves_no_process_handle_behind(tmp_path: 
             server.stop()
     leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
     assert leaks == [], "EmbeddedNats.start() dropped its Popen while nats-server still runs"
+
+
+def test_a_caller_cannot_send_commands_under_another_principals_name(
+    endpoint: NatsEndpoint,
+) -> None:
+    as_importer = command_subject("importer", "open_ticket")
+
+    async def scenario() -> None:
+        caller, events = await as_role(endpoint, "caller")
+        try:
+            with pytest.raises(nats.errors.TimeoutError):
+                await caller.request(as_importer, b"{}", timeout=0.5)
+            await eventually(lambda: denied(events, as_importer), "the impersonation to be denied")
+        finally:
+            await caller.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_principal_cannot_read_another_principals_replies(endpoint: NatsEndpoint) -> None:
+    async def scenario() -> None:
+        spy, spy_events = await as_role(endpoint, "caller")
+        try:
+            # When: the caller listens on every inbox, and on the importer's
+            for subject in ("_INBOX.>", "_INBOX.importer.>"):
+                await spy.subscribe(subject)
+            await spy.flush(timeout=2)
+            # Then
+            await eventually(lambda: denied(spy_events, "_INBOX.>"), "the wide inbox denied")
+            await eventually(
+                lambda: denied(spy_events, "_INBOX.importer.>"), "the other inbox denied"
+            )
+        finally:
+            await spy.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_worker_may_touch_only_its_own_durable_consumer(endpoint: NatsEndpoint) -> None:
+    from nats.js.api import ConsumerConfig
+
+    async def scenario() -> None:
+        admin, _ = await as_role(endpoint, "admin")
+        worker, events = await as_role(endpoint, "router")
+        try:
+            await admin.jetstream(timeout=2).add_consumer(
+                STREAM, ConsumerConfig(durable_name="queue-projector")
+            )
+            js = worker.jetstream(timeout=1)
+            # When: the router deletes the queue projector's consumer
+            with pytest.raises((nats.errors.TimeoutError, nats.errors.Error)):
+                await js.delete_consumer(STREAM, "queue-projector")
+            # Then it still exists, while the router's own works end to end
+            await eventually(
+                lambda: denied(events, f"$JS.API.CONSUMER.DELETE.{STREAM}.queue-projector"),
+                "the deletion to be denied",
+            )
+            info = await admin.jetstream(timeout=2).consumer_info(STREAM, "queue-projector")
+            assert info.name == "queue-projector"
+            await js.add_consumer(STREAM, ConsumerConfig(durable_name="router"))
+            assert await js.delete_consumer(STREAM, "router")
+        finally:
+            await worker.close()
+            await admin.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_automation_worker_may_answer_its_own_position_subject(
+    endpoint: NatsEndpoint,
+) -> None:
+    async def scenario() -> None:
+        worker, events = await as_role(endpoint, "sla-monitor")
+        caller, _ = await as_role(endpoint, "caller")
+        try:
+
+            async def answer(message: Any) -> None:
+                await message.respond(b'{"position": 7}')
+
+            await worker.subscribe("ticketing.query.sla-monitor.position", cb=answer)
+            await worker.subscribe("ticketing.query.router.position")  # not its own
+            await worker.flush(timeout=2)
+            reply = await caller.request("ticketing.query.sla-monitor.position", b"", timeout=2)
+            assert reply.data == b'{"position": 7}'
+            await eventually(
+                lambda: denied(events, "ticketing.query.router.position"),
+                "another worker's subject denied",
+            )
+            assert not denied(events, "ticketing.query.sla-monitor.position")
+        finally:
+            await caller.close()
+            await worker.close()
+
+    asyncio.run(scenario())

@@ -27,7 +27,7 @@ from ticketing.settings import Settings
 pytestmark = pytest.mark.integration
 
 AGENT = {"kind": "agent", "id": "ana"}
-CUSTOMER = {"kind": "customer", "id": "bob"}
+CUSTOMER = {"kind": "customer", "id": "bob@acme.example"}
 TRICKY_BODIES = (
     "Grüße aus Köln \u2013 naïve ☃ 日本語",
     'a "quote", a back\\slash, a tab\tand a newline\n',

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.integration
 
 SECRET = "My card is 4111-1111-1111-1111, expiry 09/29"
 AGENT = {"kind": "agent", "id": "ana"}
-CUSTOMER = {"kind": "customer", "id": "bob"}
+CUSTOMER = {"kind": "customer", "id": "bob@acme.example"}
 PRIVACY_OFFICER = {"kind": "agent", "id": "dpo"}
 
 

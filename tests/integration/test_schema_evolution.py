@@ -154,7 +154,7 @@ def test_a_v2_rating_appended_to_a_v1_store_verifies(service: CommandService, ho
             ticket_id=CLOSED_TICKET,
             score=1,
             survey="nps",
-            actor={"kind": "customer", "id": "bob"},
+            actor={"kind": "customer", "id": "bob@acme.example"},
         )
     )
     # Then

@@ -19,7 +19,7 @@ from ticketing.automation.sla_monitor import SlaMonitor
 
 MONDAY_9 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 AGENT = {"kind": "agent", "id": "ana"}
-CUSTOMER = {"kind": "customer", "id": "bob"}
+CUSTOMER = {"kind": "customer", "id": "bob@acme.example"}
 
 
 class Drill:

@@ -28,7 +28,7 @@ from ticketing.sla.timeline import TicketSla, all_clocks
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 AGENT = {"kind": "agent", "id": "ana"}
-CUSTOMER = {"kind": "customer", "id": "bob"}
+CUSTOMER = {"kind": "customer", "id": "bob@acme.example"}
 POLICY = {"default": {"first_reply": 30, "next_reply": 45, "resolution": 120}, "warning_at": 0.5}
 
 happenings = st.sampled_from(

@@ -23,7 +23,7 @@ from ticketing.notify.config import NotifierConfig, parse_notifier_config
 from ticketing.notify.process import Notifier, OutboxReader, notifier_deliverers
 
 AGENT = m.ActorModel(kind="agent", id="ana")
-CUSTOMER = m.ActorModel(kind="customer", id="bob")
+CUSTOMER = m.ActorModel(kind="customer", id="bob@acme.example")
 CONFIG = parse_notifier_config(
     {
         "smtp": {"host": "127.0.0.1", "port": 9, "sender": "support@example.com"},

@@ -24,7 +24,7 @@ from ticketing.notify.messages import (
 )
 
 AGENT = m.ActorModel(kind="agent", id="ana")
-CUSTOMER = m.ActorModel(kind="customer", id="bob")
+CUSTOMER = m.ActorModel(kind="customer", id="bob@acme.example")
 BOT = m.ActorModel(kind="ai", id="helper")
 RULE = m.ActorModel(kind="automation", id="auto-ack")
 SURVEY = "https://support.example.com/csat/{ticket_id}"

@@ -25,7 +25,7 @@ TICKET = "4cd73e7a-8d23-54bd-9edc-cb342a22bfec"
 OTHER_TICKET = "0f3b8a52-0c4e-5d0c-9d36-6a3c8e1f2b11"
 ACCOUNT = "6a1f1a0e-2f4e-5b8e-8f0c-3d1f6f1c7a55"
 AT = "2026-03-02T09:00:00+00:00"
-CUSTOMER = {"kind": "customer", "id": "bob"}
+CUSTOMER = {"kind": "customer", "id": "bob@acme.example"}
 AGENT = {"kind": "agent", "id": "ana"}
 
 

@@ -29,7 +29,7 @@ from ticketing.domain.values import DEFAULT_CATEGORIES
 EXAMPLE = Path(__file__).parents[2] / "mappings" / "triggers.example.toml"
 TICKET = "4cd73e7a-8d23-54bd-9edc-cb342a22bfec"
 OPENED_AT = "2026-03-02T09:00:00+00:00"
-CUSTOMER = {"kind": "customer", "id": "bob"}
+CUSTOMER = {"kind": "customer", "id": "bob@acme.example"}
 AGENT = {"kind": "agent", "id": "ana"}
 
 

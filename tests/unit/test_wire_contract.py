@@ -20,7 +20,8 @@ from ticketing.settings import Settings
 
 REGENERATE = 'python -c "from projections.wire import write_schema; write_schema()"'
 AGENT = m.ActorModel(kind="agent", id="ana")
-CUSTOMER = m.ActorModel(kind="customer", id="bob")
+CUSTOMER = m.ActorModel(kind="customer", id="bob@acme.example")
+SLA_MONITOR = m.ActorModel(kind="system", id="sla-monitor")
 
 Schema = dict[str, Any]
 
@@ -216,9 +217,15 @@ def full_lifecycle(service: CommandService) -> None:
     assert ticket is not None
     for command in (
         m.RecordSlaWarning(
-            ticket_id=ticket, metric="first_reply", due_at=datetime.now(UTC), threshold=0.5
+            ticket_id=ticket,
+            metric="first_reply",
+            due_at=datetime.now(UTC),
+            threshold=0.5,
+            actor=SLA_MONITOR,
         ),
-        m.RecordSlaBreach(ticket_id=ticket, metric="first_reply", due_at=datetime.now(UTC)),
+        m.RecordSlaBreach(
+            ticket_id=ticket, metric="first_reply", due_at=datetime.now(UTC), actor=SLA_MONITOR
+        ),
         m.CategorizeTicket(ticket_id=ticket, category="technical", actor=AGENT),
         m.PrioritizeTicket(ticket_id=ticket, priority="high", actor=AGENT),
         m.AssignTicket(ticket_id=ticket, team="tier1", agent="ana", actor=AGENT),

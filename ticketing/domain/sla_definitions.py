@@ -24,6 +24,8 @@ from ticketing.domain.sla_policy import DEFAULT_PAUSE_STATUSES, SlaMetric, SlaPo
 from ticketing.domain.values import IDENTIFIER_PATTERN, Priority, SlaTier, Status
 
 DEFAULT_WARNING_AT = 0.75
+MAX_TARGET_MINUTES = 5 * 366 * 24 * 60
+"""Five years: longer is no service level, and larger values overflow date arithmetic."""
 _POLICY_KEYS = {"calendar", "default", "targets", "pauses", "warning_at"}
 
 
@@ -112,9 +114,14 @@ def _checked_targets(raw: Any, where: str) -> dict[str, int]:
                 f"unknown metric {metric!r}; known: {', '.join(sorted(known))}",
                 field=f"{where}.{metric}",
             )
-        if isinstance(minutes, bool) or not isinstance(minutes, int) or minutes <= 0:
+        if (
+            isinstance(minutes, bool)
+            or not isinstance(minutes, int)
+            or not 0 < minutes <= MAX_TARGET_MINUTES
+        ):
             raise ValidationError(
-                f"a target is a positive whole number of minutes, got {minutes!r}",
+                "a target is a positive whole number of minutes, at most "
+                f"{MAX_TARGET_MINUTES} (five years), got {minutes!r}",
                 field=f"{where}.{metric}",
             )
     return {metric: int(raw[metric]) for metric in sorted(raw)}

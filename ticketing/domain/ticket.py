@@ -62,6 +62,7 @@ class Ticket(ChainedAggregate):
         self.account_id: str
         self.account_tier: str
         self.requester: str
+        self.opened_by: dict[str, str]
         self.subject: str
         self.description: str
         self.channel: Channel
@@ -529,6 +530,7 @@ class Ticket(ChainedAggregate):
         self.account_id = event.account_id
         self.account_tier = event.account_tier
         self.requester = event.requester
+        self.opened_by = dict(event.actor)
         self.subject = event.subject
         self.description = event.description
         self.channel = Channel(event.channel)
