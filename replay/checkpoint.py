@@ -1,27 +1,39 @@
-"""Signed checkpoints of the whole store: a rolling digest over every event's hash in
-notification order, signed with HMAC-SHA256 under a key kept outside the database.
+"""Signed checkpoints of the store: a rolling digest over every event's hash in notification
+order, and each aggregate's head (its version and newest event hash), signed with HMAC-SHA256
+under a key kept outside the database.
 
-The per-ticket chains catch changed, removed or reordered events, but not the deletion of a
-ticket's newest events. A checkpoint does: it fixes how many events existed up to a point and
-their digest. Threat model: someone who can write the database but not the key file."""
+The per-aggregate chains catch changed, removed or reordered events, but not the deletion of an
+aggregate's newest events, nor a chain rewritten with recomputed hashes. A checkpoint does: it
+fixes how many events existed up to a point and their digest (for `verify chain`), and where
+each aggregate's chain ended (for `verify chain TICKET`, without reading the whole store).
+
+A checkpoint lists only the heads of aggregates that changed since the previous checkpoint (the
+first one, or the first after checkpoints without heads, lists all), so its size follows the
+new events; and it carries the previous checkpoint's signature, so the log is itself a chain in
+which a removed checkpoint shows. Threat model: someone who can write the database and the log,
+but not the key."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import json
 import os
 import secrets
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ticketing.domain.chain import GENESIS_HASH
 
 if TYPE_CHECKING:
     from commands.application import TicketingApplication
+
+Heads = dict[str, list[Any]]
+"""aggregate id -> [version, event hash of that version]."""
 
 
 @dataclass
@@ -38,15 +50,50 @@ class Digest:
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """One signed line of the log. `previous` (the signature of the checkpoint before, "" for
+    the first) and `heads` are absent (None) in checkpoints written before they existed; the
+    signature covers exactly the fields present, so those still verify."""
+
     notification_id: int
     events: int
     digest: str
     created_at: str
     mac: str = ""
+    previous: str | None = None
+    heads: Heads | None = None
 
     def signed_bytes(self) -> bytes:
-        body = {k: v for k, v in asdict(self).items() if k != "mac"}
+        body = {k: v for k, v in asdict(self).items() if k != "mac" and v is not None}
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+    def as_json(self) -> str:
+        return json.dumps({k: v for k, v in asdict(self).items() if v is not None}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class LogFinding:
+    """Something wrong with the checkpoint log itself: a forged or a missing checkpoint."""
+
+    code: str
+    message: str
+    notification_id: int
+
+
+@dataclass
+class SignedHead:
+    """Where the newest checkpoint that names an aggregate saw its chain end."""
+
+    version: int
+    event_hash: str
+    notification_id: int
+    created_at: str
+
+
+@dataclass
+class HeadLookup:
+    head: SignedHead | None = None
+    checkpoints_read: int = 0
+    findings: list[LogFinding] = field(default_factory=list)
 
 
 class CheckpointLog:
@@ -57,21 +104,26 @@ class CheckpointLog:
         self.directory = directory
         self.path = directory / "checkpoints.jsonl"
         self.key_path = directory / "checkpoint.key"
+        self._key: bytes | None = None
 
     def key(self) -> bytes:
+        if self._key is not None:
+            return self._key
         from_env = os.environ.get("TICKETING_CHECKPOINT_KEY")
         if from_env:
-            return bytes.fromhex(from_env)
+            self._key = bytes.fromhex(from_env)
+            return self._key
         if not self.key_path.exists():
             self.directory.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_hex(32))
-        return bytes.fromhex(self.key_path.read_text().strip())
+        self._key = bytes.fromhex(self.key_path.read_text().strip())
+        return self._key
 
     def sign(self, checkpoint: Checkpoint) -> Checkpoint:
         mac = hmac.new(self.key(), checkpoint.signed_bytes(), hashlib.sha256).hexdigest()
-        return Checkpoint(**{**asdict(checkpoint), "mac": mac})
+        return replace(checkpoint, mac=mac)
 
     def authentic(self, checkpoint: Checkpoint) -> bool:
         expected = hmac.new(self.key(), checkpoint.signed_bytes(), hashlib.sha256).hexdigest()
@@ -80,44 +132,132 @@ class CheckpointLog:
     def read(self) -> list[Checkpoint]:
         if not self.path.exists():
             return []
-        return [Checkpoint(**json.loads(line)) for line in self._lines()]
-
-    def _lines(self) -> Iterator[str]:
         with self.path.open() as handle:
-            yield from (line for line in handle if line.strip())
+            return [_parse(line) for line in handle if line.strip()]
 
-    def append(self, checkpoint: Checkpoint) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(asdict(checkpoint), sort_keys=True) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+    def findings(self, checkpoints: list[Checkpoint]) -> list[LogFinding]:
+        """Forged checkpoints, and gaps in the chain of signatures (a removed checkpoint)."""
+        found = []
+        previous_mac = ""
+        for checkpoint in checkpoints:
+            if not self.authentic(checkpoint):
+                found.append(_forged(checkpoint))
+                continue
+            if checkpoint.previous is not None and checkpoint.previous != previous_mac:
+                found.append(_missing_before(checkpoint))
+            previous_mac = checkpoint.mac
+        return found
+
+    def signed_head(self, aggregate_id: str) -> HeadLookup:
+        """The aggregate's head in the newest authentic checkpoint that names it, reading the
+        log from its end and checking every checkpoint on the way (so a forged one, or a gap
+        where a newer head was removed, is reported instead of trusted past)."""
+        lookup = HeadLookup()
+        expected_mac: str | None = None  # the signature the newer checkpoint links to
+        for checkpoint in _newest_first(self):
+            lookup.checkpoints_read += 1
+            if not self.authentic(checkpoint):
+                lookup.findings.append(_forged(checkpoint))
+                continue
+            if expected_mac is not None and checkpoint.mac != expected_mac:
+                lookup.findings.append(_missing_after(checkpoint))
+            if checkpoint.heads is None:
+                return lookup  # written before checkpoints carried heads: nothing older has them
+            head = checkpoint.heads.get(aggregate_id)
+            if head is not None:
+                lookup.head = SignedHead(
+                    int(head[0]), str(head[1]), checkpoint.notification_id, checkpoint.created_at
+                )
+                return lookup
+            expected_mac = checkpoint.previous
+        if expected_mac:  # the oldest checkpoint read links to one that is not there
+            lookup.findings.append(
+                LogFinding(
+                    "checkpoint_missing",
+                    "the oldest checkpoint in the log follows one that was removed",
+                    0,
+                )
+            )
+        return lookup
+
+
+def _parse(line: str) -> Checkpoint:
+    return Checkpoint(**json.loads(line))
+
+
+def _newest_first(log: CheckpointLog) -> Iterator[Checkpoint]:
+    if not log.path.exists():
+        return
+    lines = log.path.read_text().splitlines()
+    yield from (_parse(line) for line in reversed(lines) if line.strip())
+
+
+def _forged(checkpoint: Checkpoint) -> LogFinding:
+    return LogFinding(
+        "checkpoint_forged",
+        f"checkpoint at {checkpoint.notification_id} does not carry a valid signature",
+        checkpoint.notification_id,
+    )
+
+
+def _missing_before(checkpoint: Checkpoint) -> LogFinding:
+    return LogFinding(
+        "checkpoint_missing",
+        f"the checkpoint before the one at {checkpoint.notification_id} was removed from the log",
+        checkpoint.notification_id,
+    )
+
+
+def _missing_after(checkpoint: Checkpoint) -> LogFinding:
+    return LogFinding(
+        "checkpoint_missing",
+        f"the checkpoint after the one at {checkpoint.notification_id} was removed from the log",
+        checkpoint.notification_id,
+    )
 
 
 def write_checkpoint(app: TicketingApplication, log: CheckpointLog) -> Checkpoint | None:
-    """Sign the store as it is now, continuing from the last authentic checkpoint's digest."""
-    from replay.chain import stored_events
+    """Sign the store as it is now, continuing from the last authentic checkpoint's digest.
 
-    previous = [c for c in log.read() if log.authentic(c)]
+    Only the events since then are read, unless that checkpoint carries no heads (or there is
+    none): then every event is read once to list every aggregate's head. The log is locked
+    meanwhile, so two writers (`serve` and a `ticketing checkpoint`) never fork its chain."""
+    log.directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "r+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        last = next((c for c in _newest_first(log) if log.authentic(c)), None)
+        checkpoint = _next_checkpoint(app, last)
+        if checkpoint is None:
+            return None
+        signed = log.sign(checkpoint)
+        handle.write(signed.as_json() + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+        return signed
+
+
+def _next_checkpoint(app: TicketingApplication, last: Checkpoint | None) -> Checkpoint | None:
+    from replay.chain import stored_hashes
+
     digest, after = Digest(), 0
-    if previous:
-        last = previous[-1]
+    if last is not None:
         digest, after = Digest(last.digest, last.events), last.notification_id
+    full = last is None or last.heads is None
+    heads: Heads = {}
     last_id = after
-    for record in stored_events(app, after):
-        state_hash = _stored_hash(app, record.state)
-        digest.add(state_hash)
-        last_id = record.id
-    if last_id == after and previous:
+    for nid, aggregate_id, version, stored_hash in stored_hashes(app, 0 if full else after):
+        heads[aggregate_id] = [version, stored_hash]
+        if nid > after:
+            digest.add(stored_hash)
+            last_id = nid
+    if last is not None and last_id == after and not full:
         return None  # nothing new since the last checkpoint
-    checkpoint = log.sign(
-        Checkpoint(last_id, digest.count, digest.value, datetime.now(UTC).isoformat())
+    return Checkpoint(
+        notification_id=last_id,
+        events=digest.count,
+        digest=digest.value,
+        created_at=datetime.now(UTC).isoformat(),
+        previous=last.mac if last is not None else "",
+        heads=heads,
     )
-    log.append(checkpoint)
-    return checkpoint
-
-
-def _stored_hash(app: TicketingApplication, state: bytes) -> str:
-    from commands.erasure import decode_state
-
-    return str(decode_state(app, state).get("event_hash", ""))

@@ -30,7 +30,8 @@ def parse_time(text: str) -> datetime:
 
 def history(app: TicketingApplication, ticket_id: UUID) -> list[dict[str, Any]]:
     """Every event, oldest first, as payloads built from the stored records (no event objects:
-    about twice as fast); erased comment text is marked redacted."""
+    about twice as fast); a redacted comment is marked `redacted`, and text erased without a
+    CommentRedacted (tampering: `verify chain` reports it) `erased_without_redaction`."""
     aggregate_id = str(ticket_id)
     entries = [
         stored_payload(app, topic, aggregate_id, version, state)
@@ -40,11 +41,14 @@ def history(app: TicketingApplication, ticket_id: UUID) -> list[dict[str, Any]]:
         raise NotFoundError(f"ticket {ticket_id} not found", field="ticket_id")
     redacted = {e["comment_id"] for e in entries if e["type"] == "CommentRedacted"}
     for entry in entries:
-        if entry["type"] == "CommentAdded" and (
-            entry["comment_id"] in redacted or not entry["body"]
-        ):
+        if entry["type"] != "CommentAdded":
+            continue
+        if entry["comment_id"] in redacted:
             entry["body"] = None
             entry["redacted"] = True
+        elif not entry["body"]:
+            entry["body"] = None
+            entry["erased_without_redaction"] = True
     return entries
 
 

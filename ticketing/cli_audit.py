@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ticketing import output
 from ticketing.cli_context import CliError, current_context, ticket_uuid
+
+if TYPE_CHECKING:
+    from replay.chain import ChainReport
 
 
 @click.command()
@@ -29,12 +33,18 @@ def history(ticket: str, as_json: bool) -> None:
             e["occurred_at"],
             output.actor_text(e["actor"]),
             e["type"],
-            "[redacted]" if e.get("redacted") else output.describe_change(e),
+            _change_text(e),
             (e.get("event_hash") or "")[:12],
         )
         for e in events
     ]
     click.echo(output.table(rows, ["v", "occurred_at", "actor", "event", "change", "hash"]))
+
+
+def _change_text(event: dict[str, Any]) -> str:
+    if event.get("erased_without_redaction"):
+        return "[text erased without a CommentRedacted: see `ticketing verify chain`]"
+    return "[redacted]" if event.get("redacted") else output.describe_change(event)
 
 
 @click.group()
@@ -46,19 +56,20 @@ def verify() -> None:
 @click.argument("ticket", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify_chain(ticket: str | None, as_json: bool) -> None:
-    """Check every hash chain (or one ticket's) and the signed checkpoints; name the first
-    broken link and exit non-zero."""
+    """Check every hash chain (or one ticket's, against its head in the newest signed
+    checkpoint) and the signed checkpoints; print one line per finding and exit non-zero."""
     from replay.chain import verify_aggregate, verify_store
     from replay.checkpoint import CheckpointLog
 
     obj = current_context()
     app = obj.service.app
+    checkpoints = CheckpointLog(obj.settings.home / "audit")
     if ticket:
-        report = verify_aggregate(app, ticket_uuid(ticket))
-        if report.events == 0:
+        report = verify_aggregate(app, ticket_uuid(ticket), checkpoints)
+        if report.events == 0 and report.ok:
             raise CliError("not_found", f"ticket {ticket} not found")
     else:
-        report = verify_store(app, CheckpointLog(obj.settings.home / "audit"))
+        report = verify_store(app, checkpoints)
     if as_json:
         click.echo(json.dumps(report.as_dict()))
     else:
@@ -66,11 +77,33 @@ def verify_chain(ticket: str | None, as_json: bool) -> None:
             f"{report.events} events in {report.aggregates} chains, "
             f"{report.checkpoints_checked} signed checkpoints checked"
         )
+        if ticket:
+            click.echo(_signed_head_line(report))
+        for found in report.breaks[:MAX_FINDINGS_SHOWN]:
+            click.echo(f"  {found.code}: {found.message}")
+        if len(report.breaks) > MAX_FINDINGS_SHOWN:
+            click.echo(f"  … and {len(report.breaks) - MAX_FINDINGS_SHOWN} more (see --json)")
     if not report.ok:
         first = report.breaks[0]
-        raise CliError(first.code, first.message)
+        more = f" (and {len(report.breaks) - 1} more findings)" if len(report.breaks) > 1 else ""
+        raise CliError(first.code, first.message + more)
     if not as_json:
         click.echo("chain intact")
+
+
+MAX_FINDINGS_SHOWN = 20
+
+
+def _signed_head_line(report: ChainReport) -> str:
+    head = report.signed_head
+    if head is None:
+        return "not yet in a signed checkpoint (`ticketing checkpoint` signs it)"
+    newer = report.events - head.version
+    after = f"; {newer} newer events not yet signed" if newer > 0 else ""
+    return (
+        f"signed up to v{head.version} by the checkpoint at notification "
+        f"{head.notification_id} ({head.created_at}){after}"
+    )
 
 
 @verify.command("projections")
@@ -199,9 +232,10 @@ def checkpoint() -> None:
     if signed is None:
         click.echo("nothing new since the last checkpoint")
     else:
+        heads = len(signed.heads or {})
         click.echo(
             f"checkpoint: {signed.events} events up to notification {signed.notification_id}, "
-            f"digest {signed.digest[:16]}…"
+            f"digest {signed.digest[:16]}…, heads of {heads} changed chains"
         )
 
 

@@ -1,6 +1,8 @@
 """Tamper evidence on both durable stores: a realistic day plus a signed checkpoint verifies,
-and every kind of change made directly in the database (edit, delete, reorder, truncate, forge)
-is caught and named, by `verify_store` and by `ticketing verify chain`."""
+and every kind of change made directly in the database (edit, delete, reorder, truncate, forge,
+erase, rewrite with recomputed hashes) or in the checkpoint log is caught and named, by
+`verify_store`, by `verify_aggregate` (one ticket against its signed head) and by
+`ticketing verify chain [TICKET]`."""
 
 from __future__ import annotations
 
@@ -20,11 +22,14 @@ import pytest
 
 from commands import models as m
 from commands.command_log import ticket_id_for
+from commands.erasure import decode_state, encode_state
 from commands.service import CommandService
-from replay.chain import ChainReport, verify_store
-from replay.checkpoint import CheckpointLog, write_checkpoint
+from replay.chain import ChainReport, verify_aggregate, verify_store
+from replay.checkpoint import Checkpoint, CheckpointLog, write_checkpoint
+from replay.history import history
 from ticketing.bootstrap import build_command_service
 from ticketing.demo_day import support_day
+from ticketing.domain.chain import event_hash
 from ticketing.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -75,6 +80,20 @@ class EventTable:
         state: dict[str, Any] = json.loads(bytes(rows[0][0]))
         return state
 
+    def topic(self, aggregate_id: UUID, version: int) -> str:
+        rows = self.execute(
+            "SELECT topic FROM {table} WHERE originator_id = ? AND originator_version = ?",
+            (self.key(aggregate_id), version),
+        )
+        return str(rows[0][0])
+
+    def last_version(self, aggregate_id: UUID) -> int:
+        rows = self.execute(
+            "SELECT MAX(originator_version) FROM {table} WHERE originator_id = ?",
+            (self.key(aggregate_id),),
+        )
+        return int(rows[0][0])
+
     def write_state(self, aggregate_id: UUID, version: int, state: dict[str, Any]) -> None:
         self.execute(
             "UPDATE {table} SET state = ? WHERE originator_id = ? AND originator_version = ?",
@@ -115,6 +134,9 @@ class AuditedStore:
 
     def verify(self) -> ChainReport:
         return verify_store(self.service.app, self.checkpoints)
+
+    def verify_ticket(self, ticket: UUID = TICKET) -> ChainReport:
+        return verify_aggregate(self.service.app, ticket, self.checkpoints)
 
 
 @pytest.fixture
@@ -213,8 +235,9 @@ def test_a_lowered_class_version_cannot_silently_change_a_rating(audited: Audite
     rewrite what a stored v2 rating says without verification noticing."""
     # Given
     ticket, _ = first_event_of_type(audited.service, "TicketResolved")
+    requester = history(audited.service.app, ticket)[0]["actor"]  # (customers rate their own)
     reply = audited.service.execute(
-        m.RateTicket(ticket_id=ticket, score=2, survey="nps", actor={"kind": "customer", "id": "x"})
+        m.RateTicket(ticket_id=ticket, score=2, survey="nps", actor=requester)
     )
     assert reply.ok and reply.version is not None, reply.as_dict()
     state = audited.table.state(ticket, reply.version)
@@ -324,3 +347,270 @@ def test_verify_chain_command_reports_a_truncated_store(audited: AuditedStore) -
     assert [b["code"] for b in json.loads(result.stdout)["breaks"]] == ["events_missing"]
     assert result.stderr.splitlines()[0].startswith("error: events_missing: ")
     assert len(result.stderr.splitlines()) == 1
+
+
+# --- erased comment text: legitimate only after a CommentRedacted ---------------------------
+
+
+def erase_comment_text(audited: AuditedStore) -> tuple[UUID, int]:
+    """Blank a stored comment's `body` and `body_salt` in place, as `redact_comment` does
+    after recording CommentRedacted, but with no CommentRedacted."""
+    ticket, version = first_event_of_type(audited.service, "CommentAdded")
+    state = audited.table.state(ticket, version)
+    assert state["body"] and state["body_salt"]
+    audited.table.write_state(ticket, version, {**state, "body": "", "body_salt": ""})
+    return ticket, version
+
+
+def test_a_comment_erased_without_a_redaction_is_detected(audited: AuditedStore) -> None:
+    # When
+    ticket, version = erase_comment_text(audited)
+    # Then
+    for report in (audited.verify(), audited.verify_ticket(ticket)):
+        assert [(b.code, b.aggregate_id, b.version) for b in report.breaks] == [
+            ("erased_without_redaction", str(ticket), version)
+        ]
+
+
+def test_history_does_not_call_an_unredacted_erasure_redacted(audited: AuditedStore) -> None:
+    # Given
+    ticket, version = erase_comment_text(audited)
+    # When
+    entry = history(audited.service.app, ticket)[version - 1]
+    shown = ticketing(audited.settings, "history", str(ticket))
+    # Then
+    assert (entry["type"], entry["body"]) == ("CommentAdded", None)
+    assert not entry.get("redacted")
+    assert entry["erased_without_redaction"] is True
+    assert shown.returncode == 0, shown.stderr
+    assert "[text erased without a CommentRedacted" in shown.stdout
+
+
+def test_verify_chain_command_reports_an_erasure_without_redaction(
+    audited: AuditedStore,
+) -> None:
+    # Given
+    ticket, version = erase_comment_text(audited)
+    # When
+    one = ticketing(audited.settings, "verify", "chain", str(ticket))
+    whole = ticketing(audited.settings, "verify", "chain", "--json")
+    # Then
+    assert one.returncode != 0
+    assert one.stderr.splitlines() == [
+        next(line for line in one.stderr.splitlines() if line.startswith("error: "))
+    ]
+    assert one.stderr.startswith(f"error: erased_without_redaction: {ticket} v{version} ")
+    assert f"  erased_without_redaction: {ticket} v{version} " in one.stdout
+    assert whole.returncode != 0
+    assert [b["code"] for b in json.loads(whole.stdout)["breaks"]] == ["erased_without_redaction"]
+
+
+def test_a_redaction_recorded_in_the_chain_makes_the_erasure_legitimate(
+    audited: AuditedStore,
+) -> None:
+    # Given
+    ticket, version = first_event_of_type(audited.service, "CommentAdded")
+    comment_id = audited.table.state(ticket, version)["comment_id"]
+    # When
+    reply = audited.service.execute(
+        m.RedactComment(
+            ticket_id=ticket,
+            comment_id=comment_id,
+            reason="privacy request #12",
+            actor={"kind": "agent", "id": "dpo"},
+        )
+    )
+    # Then
+    assert reply.ok, reply.as_dict()
+    assert audited.table.state(ticket, version)["body"] == ""
+    assert audited.verify().ok, audited.verify().breaks
+    assert audited.verify_ticket(ticket).ok, audited.verify_ticket(ticket).breaks
+
+
+# --- one ticket against its signed head ------------------------------------------------------
+
+
+def test_verify_chain_of_a_ticket_catches_its_deleted_last_event(audited: AuditedStore) -> None:
+    # Given
+    last = audited.table.last_version(TICKET)
+    # When
+    audited.table.delete(TICKET, last)
+    # Then
+    assert verify_aggregate(audited.service.app, TICKET).ok, "the chain alone cannot see it"
+    report = audited.verify_ticket()
+    assert [(b.code, b.aggregate_id, b.version) for b in report.breaks] == [
+        ("events_missing", str(TICKET), last)
+    ]
+    result = ticketing(audited.settings, "verify", "chain", str(TICKET))
+    assert result.returncode != 0
+    assert result.stderr.splitlines() == [
+        f"error: events_missing: {TICKET}: the checkpoint at notification "
+        f"{audited.checkpoints.read()[0].notification_id} "
+        f"({audited.checkpoints.read()[0].created_at}) signed its chain up to v{last}, "
+        f"the store has only v{last - 1}: its newest events were deleted"
+    ]
+    assert audited.verify_ticket(OTHER_TICKET).ok
+
+
+def rewrite_chain(audited: AuditedStore, ticket: UUID, subject: str) -> None:
+    """Change the ticket's subject and recompute every hash and link after it, as someone who
+    knows the (public) canonical form but not the checkpoint key would."""
+    app = audited.service.app
+    previous = None
+    for version in range(1, audited.table.last_version(ticket) + 1):
+        raw = audited.table.execute(
+            "SELECT state FROM {table} WHERE originator_id = ? AND originator_version = ?",
+            (audited.table.key(ticket), version),
+        )[0][0]
+        state = decode_state(app, bytes(raw))
+        if version == 1:
+            state["subject"] = subject
+        if previous is not None:
+            state["previous_hash"] = previous
+        event_type = audited.table.topic(ticket, version).rsplit(":", 1)[-1]
+        state["event_hash"] = previous = event_hash(event_type, str(ticket), version, state)
+        audited.table.execute(
+            "UPDATE {table} SET state = ? WHERE originator_id = ? AND originator_version = ?",
+            (encode_state(app, state), audited.table.key(ticket), version),
+        )
+
+
+def test_verify_chain_of_a_ticket_catches_a_chain_rewritten_with_recomputed_hashes(
+    audited: AuditedStore,
+) -> None:
+    # When
+    rewrite_chain(audited, TICKET, "Nothing to see here")
+    # Then
+    assert audited.service.load_ticket(TICKET).subject == "Nothing to see here"
+    assert verify_aggregate(audited.service.app, TICKET).ok, "the chain alone cannot see it"
+    last = audited.table.last_version(TICKET)
+    report = audited.verify_ticket()
+    assert [(b.code, b.aggregate_id, b.version) for b in report.breaks] == [
+        ("checkpoint_mismatch", str(TICKET), last)
+    ]
+    result = ticketing(audited.settings, "verify", "chain", str(TICKET), "--json")
+    assert result.returncode != 0
+    assert [b["code"] for b in json.loads(result.stdout)["breaks"]] == ["checkpoint_mismatch"]
+    assert result.stderr.startswith(f"error: checkpoint_mismatch: {TICKET} v{last} ")
+
+
+def test_a_ticket_whose_events_were_all_deleted_is_missing_not_unknown(
+    audited: AuditedStore,
+) -> None:
+    # Given
+    last = audited.table.last_version(TICKET)
+    # When
+    audited.table.execute(
+        "DELETE FROM {table} WHERE originator_id = ?", (audited.table.key(TICKET),)
+    )
+    # Then
+    report = audited.verify_ticket()
+    assert [(b.code, b.version) for b in report.breaks] == [("events_missing", last)]
+    result = ticketing(audited.settings, "verify", "chain", str(TICKET))
+    assert result.returncode != 0
+    assert result.stderr.startswith("error: events_missing: ")
+
+
+def open_tickets(service: CommandService) -> list[UUID]:
+    """The demo tickets that still take comments."""
+    tickets = [ticket_id_for(f"demo-{SEED}-ticket-{number}") for number in range(TICKETS)]
+    return [t for t in tickets if service.load_ticket(t).status != "closed"]
+
+
+def comment_on(audited: AuditedStore, ticket: UUID) -> int:
+    reply = audited.service.execute(
+        m.AddComment(ticket_id=ticket, body="Any news?", actor={"kind": "agent", "id": "ana"})
+    )
+    assert reply.ok and reply.version is not None, reply.as_dict()
+    return reply.version
+
+
+def test_a_ticket_changed_after_the_checkpoint_verifies_up_to_its_signed_head(
+    audited: AuditedStore,
+) -> None:
+    # Given
+    ticket = open_tickets(audited.service)[0]
+    signed = audited.table.last_version(ticket)
+    version = comment_on(audited, ticket)
+    # When
+    before = audited.verify_ticket(ticket)
+    result = ticketing(audited.settings, "verify", "chain", str(ticket))
+    second = write_checkpoint(audited.service.app, audited.checkpoints)
+    after = audited.verify_ticket(ticket)
+    # Then
+    assert before.ok and before.signed_head is not None
+    assert (before.signed_head.version, before.events) == (signed, version)
+    assert result.returncode == 0, result.stderr
+    assert f"signed up to v{signed} " in result.stdout
+    assert second is not None and second.heads is not None
+    assert set(second.heads) == {str(ticket)}, "a checkpoint lists only the chains that changed"
+    assert after.ok and after.signed_head is not None
+    assert after.signed_head.version == version
+    assert audited.verify().ok
+
+
+def test_a_ticket_opened_after_the_last_checkpoint_is_not_yet_signed(
+    audited: AuditedStore,
+) -> None:
+    # Given
+    reply = audited.service.execute(
+        m.OpenTicket(
+            account_id="acme",
+            requester="bob@acme.example",
+            subject="New",
+            actor={"kind": "customer", "id": "bob@acme.example"},
+        )
+    )
+    assert reply.ok and reply.ticket_id is not None, reply.as_dict()
+    # When
+    report = verify_aggregate(audited.service.app, UUID(reply.ticket_id), audited.checkpoints)
+    result = ticketing(audited.settings, "verify", "chain", reply.ticket_id)
+    # Then
+    assert report.ok and report.signed_head is None and report.checkpoints_checked == 0
+    assert result.returncode == 0, result.stderr
+    assert "not yet in a signed checkpoint" in result.stdout
+
+
+# --- the checkpoint log itself ----------------------------------------------------------------
+
+
+def test_a_checkpoint_removed_from_the_log_is_reported(audited: AuditedStore) -> None:
+    # Given: two more checkpoints, one after a change to a ticket, one after a change to another
+    ticket, other = open_tickets(audited.service)[:2]
+    for changed in (ticket, other):
+        comment_on(audited, changed)
+        assert write_checkpoint(audited.service.app, audited.checkpoints) is not None
+    lines = audited.checkpoints.path.read_text().splitlines()
+    assert len(lines) == 3
+    # When: the checkpoint holding the ticket's newest head goes, and with it its newest event
+    audited.checkpoints.path.write_text("\n".join([lines[0], lines[2]]) + "\n")
+    audited.table.delete(ticket, audited.table.last_version(ticket))
+    # Then
+    assert "checkpoint_missing" in [b.code for b in audited.verify().breaks]
+    report = audited.verify_ticket(ticket)
+    assert [b.code for b in report.breaks] == ["checkpoint_missing"]
+    result = ticketing(audited.settings, "verify", "chain", str(ticket))
+    assert result.returncode != 0
+    assert result.stderr.startswith("error: checkpoint_missing: ")
+
+
+def test_checkpoints_signed_before_heads_existed_still_verify(audited: AuditedStore) -> None:
+    """A log written by the previous version (no `previous`, no `heads`): its lines stay
+    authentic, and the next checkpoint lists every chain's head."""
+    # Given
+    old = json.loads(audited.checkpoints.path.read_text())
+    old = {k: old[k] for k in ("notification_id", "events", "digest", "created_at")}
+    audited.checkpoints.path.write_text(
+        audited.checkpoints.sign(Checkpoint(**old)).as_json() + "\n"
+    )
+    assert audited.verify().ok
+    assert audited.verify_ticket().signed_head is None
+    # When
+    upgraded = write_checkpoint(audited.service.app, audited.checkpoints)
+    # Then
+    assert upgraded is not None and upgraded.heads is not None
+    assert len(upgraded.heads) == TICKETS + 5
+    assert upgraded.events == old["events"]
+    report = audited.verify()
+    assert report.ok and report.checkpoints_checked == 2, report.breaks
+    assert audited.verify_ticket().ok and audited.verify_ticket().signed_head is not None
