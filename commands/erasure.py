@@ -1,6 +1,7 @@
 """Privacy erasure: after a RedactComment commits, the stored CommentAdded record loses its
 text and salt. This is the one in-place change to stored events, and the hash chain covers the
-salted commitment instead of the text, so the chain still verifies afterwards."""
+salted commitment instead of the text, so the chain still verifies afterwards. The ticket's
+snapshots (which may hold the text) are deleted in the same transaction."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from uuid import UUID
 from eventsourcing.utils import get_topic
 
 from commands.application import TicketingApplication
+from commands.snapshots import delete_snapshots
 from ticketing.domain.events import CommentAdded
 
 COMMENT_ADDED_TOPIC = get_topic(CommentAdded)
@@ -56,7 +58,8 @@ def encode_state(app: TicketingApplication, state: dict[str, Any]) -> bytes:
 def rewrite_state(
     app: TicketingApplication, aggregate_id: UUID, version: int, state: bytes
 ) -> None:
-    """Replace one stored event's state in place (SQLite or PostgreSQL)."""
+    """Replace one stored event's state in place (SQLite or PostgreSQL), deleting the
+    aggregate's snapshots in the same transaction."""
     recorder: Any = app.recorder
     table = recorder.events_table_name
     module = type(recorder).__module__
@@ -75,3 +78,4 @@ def rewrite_state(
             )
         else:
             raise NotImplementedError(f"erasure is not supported on {module}")
+        delete_snapshots(app.snapshot_recorder, cursor, aggregate_id)
