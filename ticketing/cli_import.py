@@ -107,7 +107,7 @@ def summary_text(report: ImportReport) -> str:
 @click.option(
     "--restart",
     is_flag=True,
-    help="Ignore saved progress; repeat every case (appends nothing).",
+    help="Ignore where saved progress got to; repeat every case (appends nothing).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def import_command(
@@ -141,8 +141,6 @@ def import_command(
     except MappingError as error:
         raise CliError("mapping_error", str(error), 2) from error
     progress = ProgressFile(progress_path(obj.settings.home, mapping.source.name))
-    if restart:
-        progress.clear()
     bar = _ProgressBar(f"importing {mapping.source.name}")
     close: Callable[[], None] = _nothing
     try:
@@ -157,6 +155,7 @@ def import_command(
             max_cases=max_cases,
             categories=obj.settings.categories,
             on_progress=bar if sys.stderr.isatty() and not as_json else None,
+            restart=restart,
         )
         report = runner.run()
     except MappingError as error:

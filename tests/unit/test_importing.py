@@ -4,6 +4,7 @@ idempotency, resuming, --strict, gzip and XES."""
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import re
 import subprocess
@@ -415,6 +416,99 @@ def test_an_interrupted_import_resumes_to_the_same_end_state(tmp_path: Path) -> 
         assert final.unmappable == run_import(whole, mapping, log).unmappable
     finally:
         resumed.app.close()
+
+
+# A tie in time: solved at 10:00, then put to waiting at 10:00 (refused: solved -> pending),
+# then active at 10:00 (a reopen). Against the reopened ticket the waiting row would pass.
+TIED_REFUSAL_ROWS = [
+    "T9,New,P2,Desk,?,01-03-2024 09:00,01-03-2024 08:55,Phone,Cat A,User 1,Caller 7",
+    "T9,Resolved,P2,Desk,?,01-03-2024 10:00,01-03-2024 08:55,Phone,Cat A,User 1,Caller 7",
+    "T9,Waiting,P2,Desk,?,01-03-2024 10:00,01-03-2024 08:55,Phone,Cat A,User 1,Caller 7",
+    "T9,Active,P2,Desk,?,01-03-2024 10:00,01-03-2024 08:55,Phone,Cat A,User 1,Caller 7",
+]
+TIED_REFUSAL_EVENTS = ["TicketOpened", "TicketAssigned", "TicketResolved", "TicketReopened"]
+
+
+def outcome(report: ImportReport) -> tuple[Any, ...]:
+    """What a report says about the rows and the store, leaving out this run's own figures."""
+    return (
+        report.tickets,
+        report.commands,
+        report.events,
+        report.rows_imported,
+        report.rows_unchanged,
+        report.skipped,
+        report.unmappable,
+        report.examples,
+    )
+
+
+def test_a_restart_keeps_a_refused_row_refused_when_later_rows_moved_the_ticket(
+    tmp_path: Path,
+) -> None:
+    service = build_command_service(Settings(home=tmp_path / "home"))
+    mapping, log = snapshot_mapping(tmp_path), snapshot_log(tmp_path, TIED_REFUSAL_ROWS)
+    progress = ProgressFile(progress_path(tmp_path / "home", "desk"))
+    try:
+        first = run_import(service, mapping, log, progress=progress)
+        events = history(service, "desk", "T9")
+        assert [e["type"] for e in events] == TIED_REFUSAL_EVENTS
+        assert first.unmappable == {"invalid_transition": 1}
+        assert first.examples["invalid_transition"] == [
+            "line 4 (case T9): change_status: a ticket cannot go from solved to pending"
+        ]
+        restarted = run_import(service, mapping, log, progress=progress, restart=True)
+        assert restarted.cases_this_run == 1
+        assert history(service, "desk", "T9") == events
+        assert outcome(restarted) == outcome(first)
+        # Without the progress files the row is still refused, as the stale version it had.
+        progress.clear()
+        bare = run_import(service, mapping, log, progress=progress)
+        assert history(service, "desk", "T9") == events
+        assert (bare.events, bare.rows_imported, bare.unmappable) == (
+            first.events,
+            first.rows_imported,
+            {"version_conflict": 1},
+        )
+    finally:
+        service.app.close()
+
+
+def test_restart_on_the_command_line_reproduces_the_first_run(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    log = str(snapshot_log(tmp_path, TIED_REFUSAL_ROWS))
+    mapping = str(write(tmp_path / "desk.toml", SNAPSHOT_MAPPING))
+    first = _ticketing(home, "import", log, "--mapping", mapping, "--json")
+    assert first.returncode == 0, first.stderr
+    service = build_command_service(Settings(home=home))
+    try:
+        stored = notification_count(service)
+        events = history(service, "desk", "T9")
+    finally:
+        service.app.close()
+    again = _ticketing(home, "import", log, "--mapping", mapping, "--restart", "--json")
+    assert again.returncode == 0, again.stderr
+    service = build_command_service(Settings(home=home))
+    try:
+        assert (notification_count(service), history(service, "desk", "T9")) == (stored, events)
+    finally:
+        service.app.close()
+    keys = ("events", "commands", "rows_imported", "unmappable", "examples")
+    reports = [json.loads(result.stdout) for result in (first, again)]
+    assert [{k: r[k] for k in keys} for r in reports] == [
+        {
+            "events": len(TIED_REFUSAL_EVENTS),
+            "commands": 4,
+            "rows_imported": 3,
+            "unmappable": {"invalid_transition": 1},
+            "examples": {
+                "invalid_transition": [
+                    "line 4 (case T9): change_status: a ticket cannot go from solved to pending"
+                ]
+            },
+        }
+    ] * 2
+    assert reports[1]["cases_this_run"] == 1
 
 
 def test_strict_stops_at_the_first_row_that_cannot_be_imported(

@@ -8,7 +8,17 @@ ticket's commands keep their order, while the store commits a whole batch at onc
 Idempotency comes from the command ids (`import:<source>:<case>[:<row>:<n>]`): a repeated
 command returns its first reply and appends nothing. Resuming is faster than repeating: after
 each batch, `<home>/imports/<source>.json` records how many cases (in file order) are wholly
-imported, and a later run of the same file and mapping starts after them."""
+imported, and a later run of the same file and mapping starts after them.
+
+A refused command is not recorded, so repeating it asks the domain again. Against the ticket's
+final state a refused move could then pass (solved, then pending and a reopen at the same
+minute: pending is refused on the solved ticket, accepted on the reopened one). So every
+command after the opening carries `expected_version`: the version the case's accepted commands
+brought the ticket to, taken from their replies, which a repeat gets back unchanged. A command
+therefore meets exactly the state it met the first time, or, when later rows have moved the
+ticket on since it was refused, a `version_conflict`; it is the same command on every run. The
+reasons of refused commands are kept in `<home>/imports/<source>.refused.jsonl`, so a repeat
+reports such a row with the reason it was refused for."""
 
 from __future__ import annotations
 
@@ -164,6 +174,7 @@ class ProgressFile:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.refusals = RefusalLog(self.path.with_name(f"{self.path.stem}.refused.jsonl"))
 
     def load(self) -> dict[str, Any]:
         try:
@@ -179,7 +190,66 @@ class ProgressFile:
         os.replace(temporary, self.path)
 
     def clear(self) -> None:
+        """Forget the import: its position and the reasons of its refused commands."""
         self.path.unlink(missing_ok=True)
+        self.refusals.path.unlink(missing_ok=True)
+
+
+Refusal = tuple[str, str]
+"""A refused command's reply: error code and message."""
+
+
+class RefusalLog:
+    """`<home>/imports/<source>.refused.jsonl`: why each refused command of an import was
+    refused, by command id, for one file with one mapping (its first line names both digests).
+
+    A repeated command that was refused before the case's later rows moved the ticket on is
+    answered `version_conflict` (see the module docstring); this log gives the row its first
+    reason back. Append-only, so keeping it costs one short write per refused command."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._header: dict[str, str] = {}
+        self._current = False
+
+    def load(self, sha256: str, mapping: str) -> dict[str, Refusal]:
+        """The refusals recorded for this file and mapping (none for another)."""
+        self._header = {"sha256": sha256, "mapping": mapping}
+        try:
+            lines = self.path.read_text().splitlines()
+        except (OSError, ValueError):
+            lines = []
+        self._current = bool(lines) and _json_line(lines[0]) == self._header
+        if not self._current:
+            return {}
+        known: dict[str, Refusal] = {}
+        for line in lines[1:]:
+            entry = _json_line(line)  # a line cut off by a crash is left out
+            if entry is not None and {"id", "code", "message"} <= entry.keys():
+                known[str(entry["id"])] = (str(entry["code"]), str(entry["message"]))
+        return known
+
+    def append(self, refusals: dict[str, Refusal]) -> None:
+        if not refusals:
+            return
+        lines = [
+            json.dumps({"id": command_id, "code": code, "message": message}) + "\n"
+            for command_id, (code, message) in refusals.items()
+        ]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self._current:  # another file or mapping before: start over
+            lines.insert(0, json.dumps(self._header) + "\n")
+        with self.path.open("w" if not self._current else "a") as log:
+            log.writelines(lines)
+        self._current = True
+
+
+def _json_line(line: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def progress_path(home: Path, source: str) -> Path:
@@ -187,32 +257,39 @@ def progress_path(home: Path, source: str) -> Path:
 
 
 class _Cursor:
-    """One case being imported: its commands in order and where the sending got to."""
+    """One case being imported: its commands in order, where the sending got to, and the
+    ticket's version after the case's last accepted command (None before the opening)."""
 
-    def __init__(self, case: PlannedCase) -> None:
+    def __init__(self, case: PlannedCase, refusals: _Refusals) -> None:
         self.case = case
         self.items: list[tuple[PlannedRow, m.Command]] = list(case.items())
         self.next = 0
+        self.version: int | None = None
         self.tally = _Tally()
+        self.refusals = refusals
 
     @property
     def done(self) -> bool:
         return self.next >= len(self.items)
 
     def current(self) -> tuple[PlannedRow, m.Command]:
-        return self.items[self.next]
+        """The next command, expecting the version the case's accepted commands reached."""
+        row, command = self.items[self.next]
+        if self.version is not None and not isinstance(command, m.OpenTicket):
+            command = command.model_copy(update={"expected_version": self.version})
+        return row, command
 
     def record(self, row: PlannedRow, command: m.Command, reply: Reply) -> None:
         self.next += 1
         if reply.ok:
             self.tally.commands += 1
             self.tally.events += len(reply.events)
+            if reply.version is not None:
+                self.version = reply.version
             if isinstance(command, m.OpenTicket):
                 self.tally.tickets += 1
             return
-        error = reply.error
-        code = error.code if error is not None else "internal_error"
-        message = error.message if error is not None else "no reply"
+        code, message = self.refusals.reason(command, reply)
         if row.outcome is None:
             row.outcome, row.message = code, f"{command.name}: {message}"
         if isinstance(command, m.OpenTicket):
@@ -235,6 +312,33 @@ class _Cursor:
             else:
                 self.tally.note(row.outcome, describe_row(self.case.case_id, row))
         return self.tally
+
+
+class _Refusals:
+    """The reasons of refused commands: those recorded by earlier runs of this import, and
+    those of this run, to be appended to the log."""
+
+    def __init__(self, known: dict[str, Refusal]) -> None:
+        self.known = known
+        self.new: dict[str, Refusal] = {}
+
+    def reason(self, command: m.Command, reply: Reply) -> Refusal:
+        """The reply's code and message; for a command refused before that now meets a ticket
+        its later rows moved on (`version_conflict`), the reason it was refused for then."""
+        error = reply.error
+        refusal = (
+            (error.code, error.message) if error is not None else ("internal_error", "no reply")
+        )
+        earlier = self.known.get(command.command_id)
+        if earlier is not None and refusal[0] == "version_conflict":
+            return earlier
+        if earlier != refusal:
+            self.known[command.command_id] = self.new[command.command_id] = refusal
+        return refusal
+
+    def take_new(self) -> dict[str, Refusal]:
+        new, self.new = self.new, {}
+        return new
 
 
 def describe_row(case_id: str, row: PlannedRow) -> str:
@@ -276,7 +380,8 @@ class ImportRunner:
 
     `strict` stops at the first row that cannot be imported (`ImportFailedError`); `max_cases`
     stops after that many cases (a later run resumes); `window` is how many cases share a
-    batch."""
+    batch; `restart` repeats every case, ignoring where the saved progress got to (the reasons
+    of refused commands are kept)."""
 
     def __init__(
         self,
@@ -290,6 +395,7 @@ class ImportRunner:
         max_cases: int | None = None,
         categories: Iterable[str] = DEFAULT_CATEGORIES,
         on_progress: ProgressCallback | None = None,
+        restart: bool = False,
     ) -> None:
         if window < 1:
             raise ValueError("window must be at least 1")
@@ -302,8 +408,10 @@ class ImportRunner:
         self.max_cases = max_cases
         self.categories = tuple(categories)
         self.on_progress = on_progress
+        self.restart = restart
         self.planner = planner_for(mapping)
         self._digest = ""
+        self._refusals = _Refusals({})
 
     def run(self) -> ImportReport:
         state = self._prepare()
@@ -321,6 +429,9 @@ class ImportRunner:
             self.mapping.check_categories(self.categories)
             rows = list(source.rows)
         self._digest = file_digest(self.path)
+        if self.progress is not None:
+            known = self.progress.refusals.load(self._digest, self.mapping.digest())
+            self._refusals = _Refusals(known)
         cases, orphans = group_cases(rows, self.mapping)
         report = ImportReport(self.mapping.source.name, str(self.path), rows=len(rows))
         report.cases = len(cases)
@@ -373,6 +484,7 @@ class ImportRunner:
         total.add(state.done)
         _fill(state.report, total, state.prefix, state.started, finished)
         if self.progress is not None:
+            self.progress.refusals.append(self._refusals.take_new())
             self.progress.save(self._progress_data(state, finished))
         if self.on_progress is not None:
             self.on_progress(state.report)
@@ -386,7 +498,7 @@ class ImportRunner:
             if problem is not None:
                 code = problem.outcome or "unmappable_row"
                 raise ImportFailedError(code, describe_row(case_id, problem))
-        return _Cursor(case)
+        return _Cursor(case, self._refusals)
 
     def _send_round(self, active: list[_Cursor], report: ImportReport) -> None:
         batch = [cursor.current() for cursor in active]
@@ -447,7 +559,7 @@ class ImportRunner:
                 )
 
     def _stored_progress(self) -> dict[str, Any]:
-        if self.progress is None:
+        if self.progress is None or self.restart:
             return {}
         stored = self.progress.load()
         if stored.get("sha256") != self._digest or stored.get("mapping") != self.mapping.digest():
