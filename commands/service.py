@@ -289,7 +289,7 @@ class CommandService:
         record = CommandRecord.record(
             command.command_id,
             command_name=command.name,
-            fingerprint=fingerprint(command, aggregate.id),
+            fingerprint=fingerprint(command, _target_of(command)),
             aggregate_kind=kind,
             aggregate_id=str(aggregate.id),
             from_version=from_version,
@@ -340,7 +340,7 @@ class CommandService:
             )
         if record.fingerprint:
             differs = fingerprint_differences(
-                record.fingerprint, fingerprint(command, UUID(record.aggregate_id))
+                record.fingerprint, fingerprint(command, _target_of(command))
             )
             if differs:
                 raise DuplicateCommandIdError(

@@ -188,7 +188,7 @@ def open_tickets(service: CommandService, prefix: str, count: int) -> list[str]:
                 account_id="acme",
                 requester="bob@acme.example",
                 subject=f"{prefix} {number}",
-                actor=m.ActorModel(kind="customer", id="bob"),
+                actor=m.ActorModel(kind="customer", id="bob@acme.example"),
             )
         )
         assert reply.ok and reply.ticket_id, reply.as_dict()

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DAY = 24 * 60
-CUSTOMER = ("customer", "bob")
+CUSTOMER = ("customer", "bob@acme.example")
 ANA = ("agent", "ana")
 BEN = ("agent", "ben")
 BOT = ("automation", "rule-7")

@@ -19,7 +19,7 @@ from ticketing.settings import Settings
 pytestmark = pytest.mark.integration
 
 AGENT = m.ActorModel(kind="agent", id="ana")
-CUSTOMER = m.ActorModel(kind="customer", id="bob")
+CUSTOMER = m.ActorModel(kind="customer", id="bob@acme.example")
 
 ServiceFactory = Callable[[], CommandService]
 

@@ -54,7 +54,7 @@ pytestmark = [
 ]
 
 AGENT = m.ActorModel(kind="agent", id="ana")
-CUSTOMER = m.ActorModel(kind="customer", id="bob")
+CUSTOMER = m.ActorModel(kind="customer", id="bob@acme.example")
 COMMAND_ENDPOINTS = len(m.COMMAND_TYPES)
 
 

@@ -48,7 +48,7 @@ pytestmark = [pytest.mark.integration]
 
 SECRET = "whsec-integration"
 AGENT = m.ActorModel(kind="agent", id="ana")
-CUSTOMER = m.ActorModel(kind="customer", id="bob")
+CUSTOMER = m.ActorModel(kind="customer", id="bob@acme.example")
 REQUESTER = "bob@acme.example"
 
 

@@ -35,7 +35,7 @@ pytestmark = [
 ]
 
 AGENT = m.ActorModel(kind="agent", id="ana")
-CUSTOMER = m.ActorModel(kind="customer", id="bob")
+CUSTOMER = m.ActorModel(kind="customer", id="bob@acme.example")
 COMMAND_RECORD_TOPIC = get_topic(CommandProcessed)
 
 
