@@ -13,6 +13,7 @@ from typing import Any
 import duckdb
 
 from commands.application import TicketingApplication
+from projections.queue.queries import open_reader
 from replay.rebuild import rebuild_analytics, rebuild_queue
 
 QUEUE_TABLES = {
@@ -65,7 +66,7 @@ class ProjectionCheck:
 def verify_queue(
     app: TicketingApplication, live: Path, progress: Callable[[int], None] | None = None
 ) -> ProjectionCheck:
-    reader = sqlite3.connect(f"file:{live}?mode=ro", uri=True)
+    reader = open_reader(live)  # read-only, in a read-only home too; a damaged file is named
     try:
         position = _position(reader.execute("SELECT stream_sequence FROM projection_position"))
         with tempfile.TemporaryDirectory() as scratch:

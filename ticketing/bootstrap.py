@@ -4,18 +4,28 @@ from __future__ import annotations
 
 from commands.application import TicketingApplication
 from commands.service import CommandService
+from ticketing.home import create_home, require_home, writable
 from ticketing.settings import Settings
 
 
-def build_application(settings: Settings) -> TicketingApplication:
+def build_application(settings: Settings, *, create: bool = True) -> TicketingApplication:
+    """The application on the configured store. With `create` (writers: commands, processes)
+    a missing home is made (0700) and a read-only one refused (`store_read_only`); without it
+    (readers) the home must exist (`not_found`), and one that cannot be written is opened
+    read-only."""
+    read_only = False
     if settings.event_store == "sqlite":
-        settings.home.mkdir(parents=True, exist_ok=True)
-    return TicketingApplication(env=settings.eventsourcing_env())
+        if create:
+            create_home(settings.home, settings.sqlite_path)
+        else:
+            require_home(settings.home, settings.sqlite_path)
+            read_only = not writable(settings.home, settings.sqlite_path)
+    return TicketingApplication(env=settings.eventsourcing_env(read_only=read_only))
 
 
-def build_command_service(settings: Settings) -> CommandService:
+def build_command_service(settings: Settings, *, create: bool = True) -> CommandService:
     return CommandService(
-        build_application(settings),
+        build_application(settings, create=create),
         categories=settings.categories,
         sla_policy_id=settings.sla_policy,
     )

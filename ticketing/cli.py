@@ -14,11 +14,13 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from commands.replies import Reply
+from projections.queue.queries import MAX_LIMIT
 from ticketing import output
 from ticketing.cli_context import CliError, Context, current_context, ticket_uuid
 from ticketing.domain.errors import TicketingError
 from ticketing.domain.events import event_payload
 from ticketing.domain.values import Channel, Priority, SlaTier, Status
+from ticketing.home import private_files
 from ticketing.nats_connect import NatsUnavailableError
 from ticketing.nats_server import NatsServerError
 from ticketing.settings import Settings, SettingsError
@@ -103,7 +105,7 @@ def run_command(name: str, fields: dict[str, Any], common: dict[str, Any]) -> No
     as_json = common.pop("as_json")
     obj = current_context()
     payload = {**_envelope(**common), **{k: v for k, v in fields.items()}}
-    reply = obj.service.execute_raw(name, payload)
+    reply = obj.writer.execute_raw(name, payload)
     print_reply(reply, as_json=as_json, brief=name == "open_ticket")
 
 
@@ -459,7 +461,13 @@ def log(obj: Context, ticket: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--tickets", type=int, default=80, show_default=True, help="Tickets in the day.")
+@click.option(
+    "--tickets",
+    type=click.IntRange(min=1),
+    default=80,
+    show_default=True,
+    help="Tickets in the day.",
+)
 @click.option("--seed", type=int, default=7, show_default=True, help="Seed of the simulated day.")
 @click.option(
     "--log",
@@ -656,7 +664,13 @@ def serve(obj: Context) -> None:
     show_default=True,
     help="due: the SLA that falls due first on top.",
 )
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, MAX_LIMIT),
+    default=100,
+    show_default=True,
+    help=f"At most this many tickets (1 to {MAX_LIMIT:,}).",
+)
 @click.option(
     "--as-of", help="The queue exactly as it was at this time: a replay of the event store."
 )
@@ -699,6 +713,7 @@ def queue(
 
         reader = queue_as_of(obj.service.app, parse_time(as_of))
     else:
+        obj.require_home()
         try:
             reader = open_reader(queue_path(obj.settings))
         except QueueNotReadyError as error:
@@ -754,6 +769,7 @@ def _fail(code: str, message: str, exit_code: int) -> NoReturn:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every failure becomes one `error: CODE: message` line and a non-zero exit."""
+    private_files()
     try:
         cli.main(args=argv, prog_name="ticketing", standalone_mode=False)
     except CliError as error:

@@ -23,8 +23,10 @@ _DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H
 
 
 def snapshot_path() -> Path:
-    """The snapshot in the current invocation's home directory."""
-    return current_context().settings.home / SNAPSHOT_NAME
+    """The snapshot in the current invocation's home directory (`not_found` without one)."""
+    obj = current_context()
+    obj.require_home()
+    return obj.settings.home / SNAPSHOT_NAME
 
 
 def _one_line(error: Exception) -> str:

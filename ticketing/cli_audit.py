@@ -114,6 +114,7 @@ def verify_projections(as_json: bool) -> None:
     from ticketing.processes import analytics_snapshot_path, queue_path
 
     obj = current_context()
+    obj.require_home()
     checks = []
     if queue_path(obj.settings).exists():
         checks.append(verify_queue(obj.service.app, queue_path(obj.settings)))
@@ -158,6 +159,8 @@ def rebuild(projection: str, target: Path | None, workers: int | None) -> None:
 
     obj = current_context()
     app = obj.service.app
+    if target is None:
+        obj.require_writable_home()
     live = queue_path(obj.settings) if projection == "queue" else analytics_path(obj.settings)
     destination = target or live
     if projection == "analytics":
@@ -228,7 +231,9 @@ def checkpoint() -> None:
     from replay.checkpoint import CheckpointLog, write_checkpoint
 
     obj = current_context()
-    signed = write_checkpoint(obj.service.app, CheckpointLog(obj.settings.home / "audit"))
+    app = obj.service.app
+    obj.require_writable_home()
+    signed = write_checkpoint(app, CheckpointLog(obj.settings.home / "audit"))
     if signed is None:
         click.echo("nothing new since the last checkpoint")
     else:

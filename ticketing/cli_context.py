@@ -11,6 +11,7 @@ import click
 
 from commands.service import CommandService
 from ticketing.bootstrap import build_command_service
+from ticketing.home import require_home, require_writable
 from ticketing.settings import Settings
 
 
@@ -25,18 +26,41 @@ class CliError(Exception):
 
 
 class Context:
-    """Per-invocation state: settings and a lazily built command service."""
+    """Per-invocation state: settings and a lazily built command service.
+
+    Reading commands use `service` (the home must exist; a read-only one is opened
+    read-only), commands that write use `writer` (the home is created if missing)."""
 
     def __init__(self, settings: Settings, *, home_given: bool = False) -> None:
         self.settings = settings
         self.home_given = home_given
         self._service: CommandService | None = None
+        self._writes = False
 
     @property
     def service(self) -> CommandService:
+        """For reading: `not_found` on a home that does not exist, never creating one."""
         if self._service is None:
-            self._service = build_command_service(self.settings)
+            self._service = build_command_service(self.settings, create=False)
         return self._service
+
+    @property
+    def writer(self) -> CommandService:
+        """For writing: creates the home on a first write; `store_read_only` if it cannot."""
+        if self._service is None or not self._writes:
+            if self._service is not None:
+                self._service.app.close()
+            self._service = build_command_service(self.settings, create=True)
+            self._writes = True
+        return self._service
+
+    def require_home(self) -> None:
+        """For commands that read the home's files but not the store (queue, sql, kpi)."""
+        require_home(self.settings.home)
+
+    def require_writable_home(self) -> None:
+        """For commands that read the store and write files beside it (rebuild, checkpoint)."""
+        require_writable(self.settings.home)
 
 
 def current_context() -> Context:

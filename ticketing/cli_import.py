@@ -184,7 +184,7 @@ def _sender(obj: Context, via: str) -> tuple[Callable[..., Any], Callable[[], No
 
         sender = NatsSender(resolve_endpoint(obj.settings))
         return sender, sender.close
-    return obj.service.execute_many, _nothing
+    return obj.writer.execute_many, _nothing
 
 
 def _nothing() -> None:

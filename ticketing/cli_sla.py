@@ -58,7 +58,7 @@ def publish(file: Path, actor: str | None, in_force_from: str | None, as_json: b
     changed one is the next version, used by tickets opened from its time on."""
     policy_file = _load(file)
     obj = current_context()
-    service = obj.service
+    service = obj.writer
     calendar_id = policy_file.calendar_id
     if (
         calendar_id is not None
@@ -197,7 +197,9 @@ def report(by: str | None, as_json: bool) -> None:
     neither)."""
     from ticketing.processes import analytics_snapshot_path
 
-    rows = sla_report(analytics_snapshot_path(current_context().settings), by)
+    obj = current_context()
+    obj.require_home()
+    rows = sla_report(analytics_snapshot_path(obj.settings), by)
     if as_json:
         click.echo(json.dumps(rows))
         return

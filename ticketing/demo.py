@@ -15,6 +15,7 @@ from commands import models as m
 from commands.client import SyncTicketingClient
 from ticketing import output
 from ticketing.demo_day import DEMO_DAY, support_day
+from ticketing.home import serve_lock
 from ticketing.nats_connect import connect, resolve_endpoint
 from ticketing.processes import analytics_snapshot_path, queue_path
 from ticketing.settings import Settings
@@ -34,6 +35,19 @@ def run_demo(
     mapping: ImportMapping | None = None,
 ) -> dict[str, Any]:
     """Start the stack, drive it, show the queue and KPIs, stop it; returns what was sent."""
+    with serve_lock(settings.home):  # the demo's stack is a `serve`: one per home
+        return _run_demo(settings, say, tickets=tickets, seed=seed, log=log, mapping=mapping)
+
+
+def _run_demo(
+    settings: Settings,
+    say: Callable[[str], None],
+    *,
+    tickets: int,
+    seed: int,
+    log: Path | None,
+    mapping: ImportMapping | None,
+) -> dict[str, Any]:
     supervisor = Supervisor(settings, say)
     say(f"starting the stack in {settings.home}")
     supervisor.start()

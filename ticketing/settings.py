@@ -69,8 +69,10 @@ class Settings:
     def sqlite_path(self) -> Path:
         return self.home / "events.sqlite"
 
-    def eventsourcing_env(self) -> dict[str, str]:
-        """The eventsourcing library's own settings for the chosen store."""
+    def eventsourcing_env(self, *, read_only: bool = False) -> dict[str, str]:
+        """The eventsourcing library's own settings for the chosen store. `read_only` opens the
+        SQLite file through a read-only URI (the library connects with `uri=True`) and creates
+        no tables: for reading a home that cannot be written."""
         if self.event_store == "memory":
             env = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
         elif self.event_store == "sqlite":
@@ -79,6 +81,11 @@ class Settings:
                 "SQLITE_DBNAME": str(self.sqlite_path),
                 "SQLITE_LOCK_TIMEOUT": "30",
             }
+            if read_only:
+                from ticketing.home import sqlite_read_uri
+
+                env["SQLITE_DBNAME"] = sqlite_read_uri(self.sqlite_path)
+                env["CREATE_TABLE"] = "no"
         else:
             env = {"PERSISTENCE_MODULE": "eventsourcing.postgres", **self._postgres_env()}
         return {**env, **self.extra_env}

@@ -5,6 +5,7 @@ reverse order (producers first, so projectors drain what was published)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,7 +14,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from ticketing.home import create_home, serve_lock, serving_pid
 from ticketing.nats_server import EmbeddedNats
 from ticketing.settings import Settings
 
@@ -29,6 +32,10 @@ PROCESSES = (
 )
 MAX_BACKOFF_S = 30.0
 CHECKPOINT_INTERVAL_S = 60.0
+STEADY_AFTER_S = 10.0
+"""A child that failed counts as failing until a new start of it has run this long."""
+STATE_FILE = "supervisor.json"
+"""In `<home>/logs/`: every child's PID, restarts and failure, for `ticketing status`."""
 
 
 @dataclass
@@ -39,6 +46,19 @@ class Child:
     backoff: float = 0.5
     next_start: float = 0.0
     started_at: float = 0.0
+    failing: bool = False
+    last_exit: int | None = None
+    last_error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "pid": self.process.pid if self.process is not None else None,
+            "restarts": self.restarts,
+            "failing": self.failing,
+            "last_exit": self.last_exit,
+            "last_error": self.last_error,
+        }
 
 
 @dataclass
@@ -53,8 +73,8 @@ class Supervisor:
         return self.settings.home / "logs"
 
     def start(self) -> None:
-        self.settings.home.mkdir(parents=True, exist_ok=True)
-        self.logs.mkdir(exist_ok=True)
+        create_home(self.settings.home)
+        self.logs.mkdir(mode=0o700, exist_ok=True)
         if not self.settings.nats_url:
             url = EmbeddedNats(self.settings.home).start()
             self.say(f"nats-server     {url} (embedded, store in {self.settings.home / 'nats'})")
@@ -78,6 +98,18 @@ class Supervisor:
         self.say(
             f"{child.name:<15} pid {child.process.pid}, log {self.logs / (child.name + '.log')}"
         )
+        self._write_state()
+
+    def _write_state(self) -> None:
+        """Publish the children's state for `ticketing status` (atomically: never half a file)."""
+        state = {"pid": os.getpid(), "children": [c.as_dict() for c in self.children.values()]}
+        path = self.logs / STATE_FILE
+        partial = path.with_name(path.name + ".partial")
+        try:
+            partial.write_text(json.dumps(state))
+            os.replace(partial, path)
+        except OSError as error:  # status is the poorer for it; supervising goes on
+            self.say(f"cannot write {path}: {error.strerror}")
 
     def check(self) -> None:
         """Restart whatever has died (the embedded server too), backing off on crash loops."""
@@ -91,12 +123,19 @@ class Supervisor:
             if child.process is None or child.process.poll() is None:
                 if child.process is not None and now - child.started_at > 60:
                     child.backoff = 0.5
+                if child.failing and now - child.started_at > STEADY_AFTER_S:
+                    child.failing = False
+                    self._write_state()
                 continue
             if child.next_start == 0.0:
                 code = child.process.returncode
+                child.failing, child.last_exit = True, code
+                child.last_error = last_line(self.logs / f"{child.name}.log")
+                why = f": {child.last_error}" if child.last_error else ""
                 self.say(
-                    f"{child.name:<15} exited with {code}; restarting in {child.backoff:.1f} s"
+                    f"{child.name:<15} exited with {code}{why}; restarting in {child.backoff:.1f} s"
                 )
+                self._write_state()
                 child.next_start = now + child.backoff
                 child.backoff = min(child.backoff * 2, MAX_BACKOFF_S)
             elif now >= child.next_start:
@@ -147,6 +186,30 @@ class Supervisor:
         self.say("stopped")
 
 
+def last_line(log: Path, tail: int = 4096) -> str | None:
+    """The last line a child wrote (its `error: <code>: <message>`, or a traceback's last)."""
+    try:
+        with log.open("rb") as handle:
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - tail))
+            lines = handle.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    return next((line.strip() for line in reversed(lines) if line.strip()), None)
+
+
+def supervised_children(home: Path) -> list[dict[str, Any]] | None:
+    """The children of the `ticketing serve` running on this home (None when none runs):
+    name, pid, restarts, and whether it is failing, with its last exit and last line."""
+    if serving_pid(home) is None:
+        return None
+    try:
+        state = json.loads((home / "logs" / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    children: list[dict[str, Any]] = state.get("children", [])
+    return children
+
+
 def serve(settings: Settings, say: Callable[[str], None]) -> None:
     """Run the whole stack in the foreground until Ctrl-C or SIGTERM."""
     stop_requested = False
@@ -156,13 +219,16 @@ def serve(settings: Settings, say: Callable[[str], None]) -> None:
         stop_requested = True
 
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    supervisor = Supervisor(settings, say)
     try:
-        supervisor.start()
-        say("serving; Ctrl-C stops everything")
-        supervisor.run_until(lambda: stop_requested)
+        with serve_lock(settings.home):  # a second serve is refused here, touching nothing
+            supervisor = Supervisor(settings, say)
+            try:
+                supervisor.start()
+                say("serving; Ctrl-C stops everything")
+                supervisor.run_until(lambda: stop_requested)
+            finally:
+                supervisor.stop()
+                supervisor.checkpoint()
     finally:
-        supervisor.stop()
-        supervisor.checkpoint()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -10,9 +10,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from projections.queue.sla import SLA_COLUMNS
-from projections.queue.store import COLUMNS
+from projections.queue.store import COLUMNS, corruption_named
+from ticketing.home import sqlite_read_uri
 
 UNSOLVED = ("new", "open", "pending", "on_hold")
+MAX_LIMIT = 10_000
+"""The most tickets one queue query returns (the CLI's `--limit` range says the same)."""
 ORDER_BY = {
     "priority": "priority_rank ASC, opened_at ASC",
     "age": "opened_at ASC",
@@ -35,7 +38,7 @@ class QueueQuery(BaseModel):
     sla_breached: bool | None = None
     """True: only tickets with a breached SLA; False: only those without."""
     sort: Literal["priority", "age", "updated", "due"] = "priority"
-    limit: int = Field(default=100, ge=1, le=10_000)
+    limit: int = Field(default=100, ge=1, le=MAX_LIMIT)
 
 
 class QueueNotReadyError(RuntimeError):
@@ -48,10 +51,21 @@ def open_reader(path: Path) -> sqlite3.Connection:
             f"no queue projection at {path}: run `ticketing serve` (or `ticketing run "
             "queue-projector`), or `ticketing rebuild queue`"
         )
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    reader = sqlite3.connect(sqlite_read_uri(path), uri=True, check_same_thread=False)
+    try:
+        queue_position(reader)  # a damaged file is named here, with the fix
+    except BaseException:
+        reader.close()
+        raise
+    return reader
 
 
 def list_queue(reader: sqlite3.Connection, query: QueueQuery) -> list[dict[str, Any]]:
+    with corruption_named(reader):
+        return _list_queue(reader, query)
+
+
+def _list_queue(reader: sqlite3.Connection, query: QueueQuery) -> list[dict[str, Any]]:
     clauses: list[str] = []
     params: list[Any] = []
     for column, value in (
@@ -90,5 +104,6 @@ def list_queue(reader: sqlite3.Connection, query: QueueQuery) -> list[dict[str, 
 
 
 def queue_position(reader: sqlite3.Connection) -> int:
-    row = reader.execute("SELECT stream_sequence FROM projection_position").fetchone()
+    with corruption_named(reader):
+        row = reader.execute("SELECT stream_sequence FROM projection_position").fetchone()
     return int(row[0]) if row else 0

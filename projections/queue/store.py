@@ -5,9 +5,10 @@ one transaction."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from projections.queue.sla import SCHEMA as SLA_SCHEMA
 from projections.queue.sla import fold_queue_sla
 from projections.stream_event import StreamEvent
+from ticketing.domain.errors import TicketingError
 
 COLUMNS = (
     "ticket_id",
@@ -105,6 +107,41 @@ def utc_text(value: str) -> str:
     return datetime.fromisoformat(value).astimezone(UTC).isoformat(timespec="microseconds")
 
 
+CORRUPT_ERRORS = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
+
+
+class QueueCorruptError(TicketingError):
+    """The queue file is damaged or not an SQLite file: nothing reads or writes it until it is
+    rebuilt from the event store, which the message says how to do."""
+
+    code = "projection_corrupt"
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(
+            f"{path} is not a valid queue projection ({reason}); run: ticketing rebuild queue",
+            path=str(path),
+        )
+
+
+@contextlib.contextmanager
+def corruption_named(db: sqlite3.Connection, path: Path | None = None) -> Iterator[None]:
+    """Turns SQLite's "file is not a database" or "disk image is malformed" into a
+    `QueueCorruptError` naming the file (`path`, or the connection's) and the fix."""
+    try:
+        yield
+    except sqlite3.DatabaseError as error:
+        if getattr(error, "sqlite_errorname", None) not in CORRUPT_ERRORS:
+            raise
+        raise QueueCorruptError(path or _file_of(db), str(error)) from error
+
+
+def _file_of(db: sqlite3.Connection) -> str:
+    try:
+        return str(next(row[2] for row in db.execute("PRAGMA database_list") if row[1] == "main"))
+    except (sqlite3.Error, StopIteration):
+        return "the queue projection"
+
+
 class QueueStore:
     """Writes the queue projection; `apply` is atomic with the position."""
 
@@ -112,9 +149,15 @@ class QueueStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA + SLA_SCHEMA)
+        try:
+            with corruption_named(self.db, path):
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(SCHEMA + SLA_SCHEMA)
+                self.position()
+        except BaseException:
+            self.db.close()
+            raise
 
     def close(self) -> None:
         self.db.close()
@@ -126,6 +169,10 @@ class QueueStore:
         return int(row[0]) if row else 0
 
     def apply(self, events: Sequence[StreamEvent]) -> None:
+        with corruption_named(self.db, self.path):
+            self._apply(events)
+
+    def _apply(self, events: Sequence[StreamEvent]) -> None:
         position = self.position()
         events = [e for e in events if e.sequence > position]  # replays change nothing
         if not events:
