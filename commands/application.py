@@ -81,7 +81,10 @@ class TicketingApplication(Application[UUID]):
             base = snapshot.originator_version
             events = list(self.events.get(ticket_id, gt=base - 1))
             if not _belongs(snapshot, events):
-                log.warning("ticket %s: snapshot at version %d ignored", ticket_id, base)
+                log.warning(
+                    "ticket %s: snapshot at version %d deleted: not its events", ticket_id, base
+                )
+                self._forget_quietly(ticket_id)
                 snapshot, base = None, 0
         if snapshot is None:
             found = replay_events(None, self.events.get(ticket_id))
@@ -143,6 +146,12 @@ class TicketingApplication(Application[UUID]):
             return  # in memory: nothing is erased there (see `supports_erasure`)
         with recorder.datastore.transaction(commit=True) as cursor:
             delete_snapshots(recorder, cursor, ticket_id)
+
+    def _forget_quietly(self, ticket_id: UUID) -> None:
+        try:
+            self.forget_snapshots(ticket_id)
+        except PersistenceError as error:  # e.g. a read-only store
+            log.debug("ticket %s: snapshots not deleted: %s", ticket_id, error)
 
     def _latest_snapshot(self, ticket_id: UUID) -> TicketSnapshot | None:
         assert self.snapshots is not None

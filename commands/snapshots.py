@@ -275,10 +275,9 @@ def _engine(recorder: AggregateRecorder) -> str:
 
 
 def replace_snapshot(recorder: AggregateRecorder, stored: StoredEvent) -> None:
-    """Write a ticket's snapshot and drop its older ones, in one transaction.
-
-    One snapshot per ticket is all a load needs (a 1,000-comment ticket's is ~300 KB). A
-    snapshot of the same version already written by another process is left as it is."""
+    """Write a ticket's snapshot in place of its older ones (and of one at the same version,
+    which may come from other code), in one transaction: one per ticket is all a load needs.
+    A snapshot of the same version written meanwhile by another process wins."""
     engine = _engine(recorder)
     rec: Any = recorder
     table = rec.events_table_name
@@ -286,7 +285,7 @@ def replace_snapshot(recorder: AggregateRecorder, stored: StoredEvent) -> None:
         with rec.datastore.transaction(commit=True) as cursor:
             key = cast(UUID, stored.originator_id).hex
             cursor.execute(
-                f"DELETE FROM {table} WHERE originator_id = ? AND originator_version < ?",
+                f"DELETE FROM {table} WHERE originator_id = ? AND originator_version <= ?",
                 (key, stored.originator_version),
             )
             cursor.execute(
@@ -297,7 +296,7 @@ def replace_snapshot(recorder: AggregateRecorder, stored: StoredEvent) -> None:
         name = f'"{rec.datastore.schema}"."{table}"'
         with rec.datastore.transaction(commit=True) as cursor:
             cursor.execute(
-                f"DELETE FROM {name} WHERE originator_id = %s AND originator_version < %s",
+                f"DELETE FROM {name} WHERE originator_id = %s AND originator_version <= %s",
                 (stored.originator_id, stored.originator_version),
             )
             cursor.execute(
