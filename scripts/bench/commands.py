@@ -23,6 +23,17 @@ What is measured, in one process and one run, on a durable store:
 nearest-rank percentiles of those latencies. `ratio` is ours/ceiling commands per second;
 the aim is 0.7. One JSON object goes to stdout, progress to stderr.
 
+**long_ticket**: a command on a ticket with `--long-events` (1,000) events against the same
+command on a new ticket, in the same run and store. The long ticket is a support conversation
+written straight through the aggregate (untimed): mostly public and internal comments of
+~120 characters, with status moves, tags, reassignments and SLA warnings between them. Then
+both sides alternate one command each (`--long-commands`, 100), flipping who goes first: an
+internal note (one event) on the long ticket, and the same note on a ticket opened (untimed)
+just before. The long ticket keeps growing, so its commands cross snapshot intervals and pay
+for the snapshots they write. `ratio` is the long side's mean latency over the new side's
+(aim <= 1.5). `without_snapshots` times a few commands on the same long ticket with
+snapshotting off (every load replays the whole ticket), for comparison.
+
 Why the runs are interleaved: absolute rates on our shared machines drift 2-4x within minutes,
 even within seconds (neighbours, CPU frequency, the disk's and PostgreSQL's fsync queues; one
 75-lifecycle slice of the ceiling on PostgreSQL once ran at 160 commands/s between slices at
@@ -60,7 +71,8 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -78,10 +90,19 @@ from commands import models as m  # noqa: E402
 from commands.command_log import ticket_id_for  # noqa: E402
 from commands.replies import Reply  # noqa: E402
 from ticketing.bootstrap import build_command_service  # noqa: E402
-from ticketing.domain.values import ActorKind, Priority, SlaTier, Status, Visibility  # noqa: E402
+from ticketing.domain.ticket import Ticket  # noqa: E402
+from ticketing.domain.values import (  # noqa: E402
+    Actor,
+    ActorKind,
+    Priority,
+    SlaTier,
+    Status,
+    Visibility,
+)
 from ticketing.settings import Settings  # noqa: E402
 
 AIM = 0.7
+LONG_TICKET_AIM = 1.5
 COMMANDS_PER_LIFECYCLE = 9
 ACCOUNT_ID = "acme"
 CUSTOMER = m.ActorModel(kind=ActorKind.CUSTOMER, id="bob")
@@ -277,6 +298,129 @@ class Ceiling:
         self.app.close()
 
 
+# --- long tickets: a command on a 1,000-event ticket against one on a new ticket -------------
+
+LONG_BODY = "Tried again after the client update; the tunnel still drops after about an hour ({n})."
+
+
+def long_conversation(events: int) -> Ticket:
+    """A ticket with `events` events, built through the aggregate as a long support thread."""
+    customer, agent = Actor(ActorKind.CUSTOMER, "bob"), Actor(ActorKind.AGENT, "ana")
+    start = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    ticket = Ticket.open(
+        account_id=ACCOUNT_ID,
+        account_tier="business",
+        requester="bob@acme.example",
+        subject="VPN drops every hour (long thread)",
+        actor=customer,
+        at=start,
+    )
+    step = 0
+    while ticket.version < events:
+        step += 1
+        at = start + timedelta(minutes=step)
+        remaining = events - ticket.version
+        kind = step % 20
+        if kind == 5 and remaining >= 2:
+            target = Status.PENDING if ticket.status is not Status.PENDING else Status.OPEN
+            ticket.change_status(target, actor=agent, reason="waiting", at=at)
+        elif kind == 10 and remaining >= 2:
+            ticket.tag([f"seen-{step}"], actor=agent, at=at)
+        elif kind == 15 and remaining >= 3:
+            ticket.assign(team="tier2" if step % 40 else "tier1", agent="ana", actor=agent, at=at)
+        elif kind == 19:
+            ticket.record_sla_warning(
+                metric="next_reply", cycle=step, due_at=at, threshold=0.8, actor=agent, at=at
+            )
+        else:
+            author = customer if step % 3 == 0 else agent
+            visibility = Visibility.PUBLIC if step % 4 else Visibility.INTERNAL
+            if author is customer:
+                visibility = Visibility.PUBLIC
+            ticket.add_comment(LONG_BODY.format(n=step), actor=author, visibility=visibility, at=at)
+    return ticket
+
+
+def note(ticket_id: uuid.UUID, number: int) -> m.AddComment:
+    return m.AddComment(
+        ticket_id=ticket_id,
+        body=f"Checked the gateway logs again ({number}).",
+        visibility=Visibility.INTERNAL,
+        actor=AGENT,
+    )
+
+
+def timed(service: Any, command: m.Command) -> int:
+    start = time.perf_counter_ns()
+    reply = service.execute(command)
+    elapsed = time.perf_counter_ns() - start
+    Ours._check(command, reply)
+    return elapsed
+
+
+def run_long_ticket(store: Store, events: int, commands: int, unsnapshotted: int) -> dict[str, Any]:
+    """Mean latency of a command on a long ticket over the same command on a new ticket."""
+    with store.fresh() as (settings, _):
+        ours = Ours(settings)
+        app = ours.service.app
+        try:
+            long_ticket = long_conversation(events)
+            pending = long_ticket.collect_events()
+            for first in range(0, len(pending), 250):  # a history import's batch size
+                app.save(*pending[first : first + 250])
+            new_latencies: list[int] = []
+            long_latencies: list[int] = []
+            for number in range(-1, commands):
+                opened = lifecycle_commands(number)[0]
+                Ours._check(opened, ours.service.execute(opened))
+                new_ticket = ticket_id_for(opened.command_id)
+                pair = [
+                    (new_latencies, note(new_ticket, number)),
+                    (long_latencies, note(long_ticket.id, number)),
+                ]
+                for latencies, command in pair if number % 2 else pair[::-1]:
+                    elapsed = timed(ours.service, command)
+                    if number >= 0:  # the first pair warms up (and snapshots the long ticket)
+                        latencies.append(elapsed)
+            final_version = ours.service.load_ticket(long_ticket.id).version
+            interval = app.snapshot_interval
+        finally:
+            ours.close()
+        replayed: list[int] = []
+        if unsnapshotted:
+            plain = build_command_service(
+                replace(settings, extra_env={**settings.extra_env, "IS_SNAPSHOTTING_ENABLED": "n"})
+            )
+            try:
+                replayed = [
+                    timed(plain, note(long_ticket.id, 10_000 + n)) for n in range(unsnapshotted)
+                ]
+            finally:
+                plain.app.close()
+    new, long = summary(new_latencies), summary(long_latencies)
+    ratio = (sum(long_latencies) / len(long_latencies)) / (sum(new_latencies) / len(new_latencies))
+    result: dict[str, Any] = {
+        "events": events,
+        "commands": commands,
+        "final_version": final_version,
+        "snapshot_interval": interval,
+        "new": new,
+        "long": long,
+        "ratio": round(ratio, 3),
+        "aim": LONG_TICKET_AIM,
+        "met": ratio <= LONG_TICKET_AIM,
+    }
+    if replayed:
+        result["without_snapshots"] = summary(replayed)
+    without = f"; without snapshots {summary(replayed)['mean_ms']:.2f} ms" if replayed else ""
+    log(
+        f"long ticket ({events} events, snapshot every {interval}): "
+        f"{long['mean_ms']:.2f} ms vs new ticket {new['mean_ms']:.2f} ms per command, "
+        f"ratio {ratio:.2f} (aim <= {LONG_TICKET_AIM}){without}"
+    )
+    return result
+
+
 # --- running and reporting ------------------------------------------------------------------
 
 
@@ -290,6 +434,7 @@ def summary(latencies: list[int]) -> dict[str, float]:
     ordered = sorted(latencies)
     return {
         "commands_per_s": round(len(ordered) / (sum(ordered) / 1e9), 1),
+        "mean_ms": round(sum(ordered) / len(ordered) / 1e6, 3),
         "p50_ms": round(percentile_ms(ordered, 0.50), 3),
         "p99_ms": round(percentile_ms(ordered, 0.99), 3),
     }
@@ -383,11 +528,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", action="store_true", help="also cProfile ours and print it to stderr"
     )
+    parser.add_argument(
+        "--long-events", type=int, default=1000, help="events on the long ticket (1000)"
+    )
+    parser.add_argument(
+        "--long-commands",
+        type=int,
+        default=100,
+        help="timed commands per side, long ticket vs new ticket (100)",
+    )
+    parser.add_argument(
+        "--unsnapshotted",
+        type=int,
+        default=5,
+        help="commands on the long ticket with snapshotting off, for comparison (5)",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.lifecycles, args.rounds, args.warmup = 5, 1, 1
+        args.long_commands, args.unsnapshotted = 5, 1
     if args.lifecycles < 1 or args.rounds < 1 or args.warmup < 0:
         parser.error("--lifecycles and --rounds must be positive, --warmup not negative")
+    if args.long_events < 2 or args.long_commands < 1 or args.unsnapshotted < 0:
+        parser.error("--long-events must be at least 2, --long-commands positive")
     if args.store == "postgres" and not args.postgres_url:
         parser.error("--store postgres needs --postgres-url or TICKETING_TEST_POSTGRES_URL")
     return args
@@ -404,6 +567,9 @@ def main(argv: list[str] | None = None) -> int:
     log(
         f"ratio {result['ratio']:.3f} (aim {AIM}): ours {result['ours']['commands_per_s']:.0f}"
         f" vs ceiling {result['ceiling']['commands_per_s']:.0f} commands/s"
+    )
+    result["long_ticket"] = run_long_ticket(
+        store, args.long_events, args.long_commands, args.unsnapshotted
     )
     if args.profile:
         profile_ours(store, min(args.lifecycles, 100), args.warmup)
