@@ -279,8 +279,8 @@ def test_bad_options_and_unknown_policies_are_one_line_errors(ticketing: Cli, fi
     since = failure(ticketing.invoke("sla", "what-if", "--policy", str(path), "--since", "soon"))
     assert (since.code, since.exit_code) == ("invalid_time", 2)
     assert since.message.startswith("--since: not a time: 'soon'")
-    assert failure(ticketing.invoke("sla", "show")).code == "not_found"
     ticketing.ok("sla", "publish", str(path))
+    assert failure(ticketing.invoke("sla", "show", "other")).code == "not_found"
     missing = failure(ticketing.invoke("sla", "show", "--version", "3"))
     assert (missing.code, missing.message) == (
         "not_found",

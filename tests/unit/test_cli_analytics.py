@@ -86,6 +86,7 @@ def test_sql_cannot_change_the_snapshot(published: Path) -> None:
 
 
 def test_without_a_snapshot_the_commands_say_how_to_get_one(home: Path) -> None:
+    home.mkdir()  # a home without a snapshot (a home that does not exist is not_found)
     for args in (["sql", "SELECT 1"], ["kpi"]):
         error = failure(invoke(home, *args))
         assert (error.code, error.message) == ("no_snapshot", NO_SNAPSHOT)
