@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import os
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -142,16 +143,21 @@ def serve_lock(home: Path) -> Iterator[None]:
     The kernel drops the lock when the process dies, so a crash never leaves it stale."""
     create_home(home)
     fd = os.open(home / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)  # not inherited by children
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise AlreadyRunningError(
-            f"ticketing serve is already running on {home} (pid {holder}); stop it first, "
-            "or use another --home",
-            pid=holder,
-        ) from None
+    deadline = time.monotonic() + 1.0
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            if holder or time.monotonic() > deadline:
+                os.close(fd)
+                raise AlreadyRunningError(
+                    f"ticketing serve is already running on {home} (pid {holder or 'unknown'}); "
+                    "stop it first, or use another --home",
+                    pid=holder,
+                ) from None
+            time.sleep(0.05)  # no PID yet: a serve writing it, or `serving_pid` looking
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from tests.unit.test_cli import Cli, open_new_ticket, run_main
 from ticketing.cli_context import CliError
-from ticketing.home import HomeNotFoundError
+from ticketing.home import HomeNotFoundError, serve_lock, serving_pid
 
 pytestmark = pytest.mark.integration
 
@@ -288,3 +289,48 @@ def test_the_in_process_cli_refuses_the_range_before_reading_anything(tmp_path: 
     assert result.exit_code == 2
     assert not isinstance(result.exception, CliError)
     assert "--limit" in result.output
+
+
+# --- one serve per home ---------------------------------------------------------------------
+
+TRY_LOCK = """
+import sys
+from pathlib import Path
+from ticketing.home import AlreadyRunningError, serve_lock
+try:
+    with serve_lock(Path(sys.argv[1])):
+        print("locked")
+except AlreadyRunningError as error:
+    print(error.code, error.message)
+"""
+
+
+def try_lock(home: Path) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", TRY_LOCK, str(home)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def test_the_serve_lock_refuses_another_process_naming_the_holder_until_released(
+    tmp_path: Path,
+) -> None:
+    # Given a process holding a home's serve lock
+    home = tmp_path / "home"
+    with serve_lock(home):
+        # When another process asks for it
+        refused = try_lock(home)
+        # Then it is refused, naming the holder's PID, which status can read too
+        assert refused == (
+            f"already_running ticketing serve is already running on {home} (pid {os.getpid()}); "
+            "stop it first, or use another --home"
+        )
+        assert serving_pid(home) == os.getpid()
+    # And once released, the next one gets it
+    assert serving_pid(home) is None
+    assert try_lock(home) == "locked"
+    assert mode(home / "serve.lock") == 0o600
