@@ -6,6 +6,7 @@ import contextlib
 import gc
 import os
 import sqlite3
+import tempfile
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 from commands.application import TicketingApplication
 from projections.analytics.store import AnalyticsStore
+from projections.poison import apply_isolating, is_environmental, reason_of
 from projections.queue.store import QueueStore
 from replay.rebuild_workers import (
     RebuildWorkers,
@@ -20,8 +22,15 @@ from replay.rebuild_workers import (
     can_share_store,
 )
 from replay.stream import occurred_at, published_after, stream_batches
+from ticketing.domain.errors import TicketingError
 
 Progress = Callable[[int], None]
+
+
+class RebuildFailedError(TicketingError):
+    """A rebuild stopped for a reason that is not one event (the disk, the store)."""
+
+    code = "rebuild_failed"
 
 
 def published_count(app: TicketingApplication, last_notification: int | None = None) -> int:
@@ -38,7 +47,10 @@ def rebuild_queue(
     progress: Progress | None = None,
 ) -> int:
     batches = stream_batches(app, upto_sequence=upto_sequence)
-    return _build(target, QueueStore, lambda store: _apply(store, batches, progress))
+    try:
+        return _build(target, QueueStore, lambda store: _apply(store, batches, progress))
+    except Exception as error:
+        raise _named(error, app, "queue", QueueStore, upto_sequence) from error
 
 
 PARALLEL_FROM = 200_000
@@ -65,6 +77,20 @@ def rebuild_analytics(
     `published_count` when the caller has it (the progress bar's total); else it is counted
     here, for the layout of the file's row groups (`projections.analytics.row_groups`)."""
     workers = analytics_workers(app, workers)
+    try:
+        return _rebuild_analytics(app, target, upto_sequence, progress, workers, published)
+    except Exception as error:
+        raise _named(error, app, "analytics", AnalyticsStore, upto_sequence) from error
+
+
+def _rebuild_analytics(
+    app: TicketingApplication,
+    target: Path,
+    upto_sequence: int | None,
+    progress: Progress | None,
+    workers: int,
+    published: int | None,
+) -> int:
     if workers == 0:
         expected = _expected_events(app, upto_sequence, published)
         batches = stream_batches(app, upto_sequence=upto_sequence, with_messages=True)
@@ -90,6 +116,42 @@ def rebuild_analytics(
         )
     finally:
         team.close()
+
+
+def _named(
+    error: Exception,
+    app: TicketingApplication,
+    projection: str,
+    store_class: Any,
+    upto_sequence: int | None,
+) -> TicketingError:
+    """The error a rebuild ends with: the event it cannot apply, named by its stream sequence,
+    type and reason, or the disk's or store's failure. The bulk paths fold whole batches (and
+    SLA clocks at a batch's end), so the event is found again by applying the stream batch by
+    batch into a scratch store, one event at a time in the batch that fails (a second pass,
+    only on this path)."""
+    if isinstance(error, TicketingError):
+        return error
+    if is_environmental(error):
+        return RebuildFailedError(f"rebuilding {projection} failed: {reason_of(error)}")
+    with tempfile.TemporaryDirectory(prefix="ticketing-diagnose-") as scratch:
+        store = store_class(Path(scratch) / f"{projection}.diagnose")
+        try:
+            batches = stream_batches(
+                app, upto_sequence=upto_sequence, with_messages=projection == "analytics"
+            )
+            for events in batches:
+                _done, failure = apply_isolating(store, events)
+                if failure is not None:
+                    return failure.error(projection)
+        except Exception as again:  # the second pass failed elsewhere: report the first
+            return RebuildFailedError(
+                f"rebuilding {projection} failed: {reason_of(error)} "
+                f"(finding the event failed too: {reason_of(again)})"
+            )
+        finally:
+            store.close()
+    return RebuildFailedError(f"rebuilding {projection} failed: {reason_of(error)}")
 
 
 def _expected_events(

@@ -1,5 +1,7 @@
 """`ticketing verify projections`: rebuild each projection from the event store up to the live
-projection's position and compare them row by row; any difference is drift."""
+projection's position and compare them row by row; any difference is drift. A projection
+behind the store is then taken on from there in the scratch copy: an event it cannot apply
+means the live one is stuck at that event, which is reported too."""
 
 from __future__ import annotations
 
@@ -13,8 +15,12 @@ from typing import Any
 import duckdb
 
 from commands.application import TicketingApplication
+from projections.analytics.store import AnalyticsStore
+from projections.poison import EventNotAppliedError, apply_isolating
 from projections.queue.queries import open_reader
-from replay.rebuild import rebuild_analytics, rebuild_queue
+from projections.queue.store import QueueStore
+from replay.rebuild import published_count, rebuild_analytics, rebuild_queue
+from replay.stream import stream_batches
 
 QUEUE_TABLES = {
     "queue_tickets": "ticket_id",
@@ -47,10 +53,12 @@ class ProjectionCheck:
     rows_compared: int = 0
     drift: list[Drift] = field(default_factory=list)
     drift_count: int = 0
+    stuck: str | None = None
+    """The event after `position` the projection cannot apply (it stays behind there)."""
 
     @property
     def ok(self) -> bool:
-        return self.drift_count == 0
+        return self.drift_count == 0 and self.stuck is None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +68,7 @@ class ProjectionCheck:
             "rows_compared": self.rows_compared,
             "drift_count": self.drift_count,
             "drift": [vars(d) for d in self.drift],
+            "stuck": self.stuck,
         }
 
 
@@ -71,12 +80,17 @@ def verify_queue(
         position = _position(reader.execute("SELECT stream_sequence FROM projection_position"))
         with tempfile.TemporaryDirectory() as scratch:
             rebuilt_path = Path(scratch) / "queue.sqlite"
-            rebuild_queue(app, rebuilt_path, upto_sequence=position, progress=progress)
+            try:
+                rebuild_queue(app, rebuilt_path, upto_sequence=position, progress=progress)
+            except EventNotAppliedError as error:
+                return ProjectionCheck("queue", position, stuck=error.message)
             rebuilt = sqlite3.connect(rebuilt_path)
             try:
-                return _compare("queue", position, QUEUE_TABLES, reader, rebuilt)
+                check = _compare("queue", position, QUEUE_TABLES, reader, rebuilt)
             finally:
                 rebuilt.close()
+            check.stuck = _stuck_after(app, QueueStore(rebuilt_path), position)
+            return check
     finally:
         reader.close()
 
@@ -88,9 +102,32 @@ def verify_analytics(
         position = _position(reader.execute("SELECT stream_sequence FROM projection_position"))
         with tempfile.TemporaryDirectory() as scratch:
             rebuilt_path = Path(scratch) / "analytics.duckdb"
-            rebuild_analytics(app, rebuilt_path, upto_sequence=position, progress=progress)
+            try:
+                rebuild_analytics(app, rebuilt_path, upto_sequence=position, progress=progress)
+            except EventNotAppliedError as error:
+                return ProjectionCheck("analytics", position, stuck=error.message)
             with duckdb.connect(str(rebuilt_path), read_only=True) as rebuilt:
-                return _compare("analytics", position, ANALYTICS_TABLES, reader, rebuilt)
+                check = _compare("analytics", position, ANALYTICS_TABLES, reader, rebuilt)
+            check.stuck = _stuck_after(app, AnalyticsStore(rebuilt_path), position)
+            return check
+
+
+def _stuck_after(app: TicketingApplication, scratch: Any, position: int) -> str | None:
+    """The first event after `position` that `scratch` (a rebuilt copy at `position`) cannot
+    apply, described; None when it applies the rest of the store (or nothing is left). Reads
+    the store again only when the projection is behind it."""
+    try:
+        if published_count(app) <= position:
+            return None
+        analytics = isinstance(scratch, AnalyticsStore)
+        for events in stream_batches(app, with_messages=analytics):
+            fresh = [e for e in events if e.sequence > position]
+            _done, failure = apply_isolating(scratch, fresh)
+            if failure is not None:  # the scratch disk failing says nothing of the event
+                return None if failure.environmental else f"cannot apply {failure.describe()}"
+        return None
+    finally:
+        scratch.close()
 
 
 def _position(cursor: Any) -> int:

@@ -121,8 +121,10 @@ def queue_file_position(path: Path) -> int:
 # --- a projector in this process --------------------------------------------------------------
 
 
-class SimulatedCrashError(Exception):
-    """Raised after a commit and before the ack, as if the process died right there."""
+class SimulatedCrashError(BaseException):
+    """Raised after a commit and before the ack, as if the process died right there (a
+    BaseException, as SystemExit: the projector retries what an `Exception` says it cannot
+    apply, but a dying process ends it)."""
 
 
 class CrashAfterCommit:

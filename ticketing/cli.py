@@ -533,13 +533,13 @@ def status(obj: Context, as_json: bool) -> None:
     """Event store, stream and processes: positions, lag and who is reachable."""
     import asyncio
 
-    from ticketing.status import gather_status
+    from ticketing.status import failing_summary, gather_status
 
     report = asyncio.run(gather_status(obj.settings, obj.service.app))
-    if as_json:
-        click.echo(json.dumps(report))
-        return
-    click.echo(status_text(report))
+    click.echo(json.dumps(report) if as_json else status_text(report))
+    failing = failing_summary(report)
+    if failing:
+        raise CliError("process_failing", failing)
 
 
 def status_text(report: dict[str, Any]) -> str:
@@ -563,11 +563,14 @@ def status_text(report: dict[str, Any]) -> str:
             p["id"],
             p["stats"].get("position"),
             p.get("lag_events"),
+            "FAILING" if p.get("state") == "failing" else "ok",
             p["stats"].get("requests"),
         )
         for p in processes
     ]
-    return "\n".join([*lines, output.table(rows, ["process", "id", "position", "lag", "requests"])])
+    table = output.table(rows, ["process", "id", "position", "lag", "state", "requests"])
+    errors = [f"{f['name']}: {f['error']}" for f in report.get("failing", [])]
+    return "\n".join([*lines, table, *errors])
 
 
 # --- processes ---------------------------------------------------------------------------

@@ -122,20 +122,41 @@ def verify_projections(as_json: bool) -> None:
         checks.append(verify_analytics(obj.service.app, analytics_snapshot_path(obj.settings)))
     if not checks:
         raise CliError("not_ready", "no projections to verify in this data directory")
+    _add_running_failures(obj.settings, checks)
     if as_json:
         click.echo(json.dumps([c.as_dict() for c in checks]))
     else:
         for check in checks:
-            state = "ok" if check.ok else f"DRIFT in {check.drift_count} rows"
+            state = "ok" if check.drift_count == 0 else f"DRIFT in {check.drift_count} rows"
             click.echo(
                 f"{check.projection:<10} position {check.position}  "
                 f"{check.rows_compared} rows compared  {state}"
+                + (f"  STUCK: {check.stuck}" if check.stuck else "")
             )
             for drift in check.drift:
                 click.echo(f"  {drift.table} {drift.key}: {drift.problem} {drift.columns or ''}")
+    stuck = [c for c in checks if c.stuck]
+    if stuck:
+        raise CliError(
+            "projection_stuck", "; ".join(f"{c.projection}: {c.stuck}" for c in stuck)
+        )
     drifting = [c.projection for c in checks if not c.ok]
     if drifting:
         raise CliError("drift", f"projection drift in {', '.join(drifting)}")
+
+
+def _add_running_failures(settings: Any, checks: list[Any]) -> None:
+    """A running projector that reports it cannot make progress makes its check fail too
+    (best effort: without a reachable NATS only the store's events are judged)."""
+    import asyncio
+
+    from ticketing.status import projector_failures
+
+    failures = asyncio.run(projector_failures(settings))
+    for check in checks:
+        error = failures.get(f"{check.projection}-projector")
+        if error and not check.stuck:
+            check.stuck = f"the running {check.projection} projector reports: {error}"
 
 
 @click.command()

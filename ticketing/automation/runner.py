@@ -153,7 +153,14 @@ async def run_automation(
     loop = AutomationLoop(store, projector, deliverers(nc), clock_from(settings), interval=interval)
 
     def stats(_endpoint: Any) -> dict[str, Any]:
-        return {**vars(projector.stats), **vars(loop.stats), "outbox": store.outbox_counts()}
+        # The consumer's health (last_error, failing_since, stuck_sequence) is the process's;
+        # a delivery's last failure is reported beside it, never over it.
+        return {
+            **vars(loop.stats),
+            **vars(projector.stats),
+            "delivery_last_error": loop.stats.last_error,
+            "outbox": store.outbox_counts(),
+        }
 
     async def on_position(request: Request) -> None:
         await request.respond(json.dumps(stats(None), default=str).encode())
