@@ -119,6 +119,7 @@ BUILT_IN: tuple[Principal, ...] = (
         "triggers",
         role="worker",
         act_as=("automation:*",),
+        grants=frozenset({"import"}),  # its commands are dated at the event they react to
         description="trigger rules, each acting as automation:<rule id>",
     ),
     Principal("router", role="worker", act_as=("automation:router",), description="assigns agents"),

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from commands.application import TicketingApplication
+from commands.principals import Principals
 from commands.service import CommandService
+from ticketing.clock import clock_from
 from ticketing.home import create_home, require_home, writable
 from ticketing.settings import Settings
 
@@ -28,4 +32,11 @@ def build_command_service(settings: Settings, *, create: bool = True) -> Command
         build_application(settings, create=create),
         categories=settings.categories,
         sla_policy_id=settings.sla_policy,
+        clock=clock_from(settings.extra_env),
+        clock_skew=timedelta(seconds=settings.clock_skew_seconds),
     )
+
+
+def load_principals(settings: Settings) -> Principals:
+    """The built-in principals and the operator's (`TICKETING_PRINCIPALS`)."""
+    return Principals.load(settings.principals_path)

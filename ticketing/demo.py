@@ -57,7 +57,7 @@ def _run_demo(
         if log is not None and mapping is not None:
             counts = replay_log(settings, say, log, mapping)
         else:
-            with SyncTicketingClient(endpoint, timeout=10) as client:
+            with SyncTicketingClient(endpoint, principal="admin", timeout=10) as client:
                 publish_example_policy(client, say, in_force_from=DEMO_DAY - timedelta(hours=1))
                 counts = support_day(
                     lambda command: client.execute(command, retry_for=30, raise_errors=False),

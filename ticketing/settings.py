@@ -30,6 +30,8 @@ class Settings:
     triggers_file: Path | None = None
     routing_file: Path | None = None
     notifier_file: Path | None = None
+    principals_file: Path | None = None
+    clock_skew_seconds: int = 300
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -60,10 +62,17 @@ class Settings:
             triggers_file=_optional_path(env.get("TICKETING_TRIGGERS")),
             routing_file=_optional_path(env.get("TICKETING_ROUTING")),
             notifier_file=_optional_path(env.get("TICKETING_NOTIFIER")),
+            principals_file=_optional_path(env.get("TICKETING_PRINCIPALS")),
+            clock_skew_seconds=_seconds(env, "TICKETING_CLOCK_SKEW", 300),
         )
 
     def with_home(self, home: Path | str | None) -> Settings:
         return self if home is None else replace(self, home=Path(home))
+
+    @property
+    def principals_path(self) -> Path:
+        """The operator's service principals (TOML); missing means the built-in ones only."""
+        return self.principals_file or self.home / "principals.toml"
 
     @property
     def sqlite_path(self) -> Path:
@@ -112,6 +121,15 @@ class Settings:
         if self.postgres_schema:
             env["POSTGRES_SCHEMA"] = self.postgres_schema
         return env
+
+
+def _seconds(env: Mapping[str, str], name: str, default: int) -> int:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) > 86_400:
+        raise SettingsError(f"{name} must be whole seconds from 0 to 86400, got {text!r}")
+    return int(text)
 
 
 def _optional_path(value: str | None) -> Path | None:

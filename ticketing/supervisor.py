@@ -76,7 +76,7 @@ class Supervisor:
         create_home(self.settings.home)
         self.logs.mkdir(mode=0o700, exist_ok=True)
         if not self.settings.nats_url:
-            url = EmbeddedNats(self.settings.home).start()
+            url = EmbeddedNats(self.settings.home, self.settings.principals_path).start()
             self.say(f"nats-server     {url} (embedded, store in {self.settings.home / 'nats'})")
         for name in self.processes:
             child = Child(name)
@@ -114,7 +114,7 @@ class Supervisor:
     def check(self) -> None:
         """Restart whatever has died (the embedded server too), backing off on crash loops."""
         if not self.settings.nats_url:
-            server = EmbeddedNats(self.settings.home)
+            server = EmbeddedNats(self.settings.home, self.settings.principals_path)
             if server.running_url() is None:
                 self.say("nats-server     not running; restarting it")
                 server.start()

@@ -83,8 +83,8 @@ def test_a_killed_and_restarted_monitor_records_each_warning_and_breach_once(
     clock = nats_home / "clock.txt"
     clock.write_text((T0 + timedelta(minutes=50)).isoformat())
     env = {"TICKETING_CLOCK_FILE": str(clock)}
-    processes = [
-        start_ticketing(nats_home, "run", "command-service"),
+    processes = [  # a drill: the command service's "now" is the drill clock too
+        start_ticketing(nats_home, "run", "command-service", env=env),
         start_ticketing(nats_home, "run", "relay"),
     ]
     monitor = start_ticketing(nats_home, "run", "sla-monitor", env=env)

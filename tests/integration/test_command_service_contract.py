@@ -351,7 +351,7 @@ BAD_INPUT: dict[str, tuple[Case, str, str]] = {
         "",
     ),
     "illegal transition: rate an unsolved ticket": (
-        lambda s, t: s.execute(m.RateTicket(ticket_id=t, score=4)),
+        lambda s, t: s.execute(m.RateTicket(ticket_id=t, score=4, actor=CUSTOMER)),
         "invalid_transition",
         "",
     ),

@@ -144,7 +144,16 @@ def test_a_ticket_walked_to_closed_reports_each_change(ticketing: Cli) -> None:
             "8: TicketResolved: pending -> solved (new client)",
         ),
         (
-            ["rate", tid, "--score", "5", "--comment", "great", "--as", "customer:bob"],
+            [
+                "rate",
+                tid,
+                "--score",
+                "5",
+                "--comment",
+                "great",
+                "--as",
+                "customer:bob@acme.example",
+            ],
             "9: TicketRated: score=5, comment=great, survey=csat",
         ),
         (["close", tid], "10: TicketClosed: solved -> closed"),
@@ -180,7 +189,7 @@ def test_a_ticket_walked_to_closed_reports_each_change(ticketing: Cli) -> None:
         "TicketClosed",
     ]
     assert rows[2].split()[2] == "agent:ana"
-    assert rows[9].split()[2] == "customer:bob"
+    assert rows[9].split()[2] == "customer:bob@acme.example"
 
 
 def test_repeating_a_command_id_prints_the_first_reply_and_stores_nothing(
@@ -220,7 +229,7 @@ def test_json_replies_have_the_one_reply_shape(ticketing: Cli) -> None:
         "tag": ticketing.reply("tag", tid, "vpn", "p1"),
         "untag": ticketing.reply("untag", tid, "vpn"),
         "resolve": ticketing.reply("resolve", tid),
-        "rate": ticketing.reply("rate", tid, "--score", "2"),
+        "rate": ticketing.reply("rate", tid, "--score", "2", "--as", "customer:bob@acme.example"),
         "close": ticketing.reply("close", tid, "--expected-version", "9"),
     }
     # Then

@@ -10,12 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from nats.micro import add_service
@@ -24,7 +22,7 @@ from nats.micro.request import Request
 from projections.consumer import Projector
 from ticketing import __version__
 from ticketing.automation.outbox import AutomationStore, OutboxItem, Worker
-from ticketing.domain.clock import utc_now
+from ticketing.clock import clock_from as clock_for
 from ticketing.nats_connect import connect, resolve_endpoint
 from ticketing.settings import Settings
 
@@ -123,17 +121,9 @@ class AutomationLoop:
 
 
 def clock_from(settings: Settings) -> Clock:
-    """The wall clock, or for drills and tests the instant written in `TICKETING_CLOCK_FILE`
-    (re-read on every call, so a test moves time by rewriting the file, never by sleeping)."""
-    path = settings.extra_env.get("TICKETING_CLOCK_FILE") or os.environ.get("TICKETING_CLOCK_FILE")
-    if not path:
-        return utc_now
-    clock_file = Path(path)
-
-    def file_clock() -> datetime:
-        return datetime.fromisoformat(clock_file.read_text().strip())
-
-    return file_clock
+    """The wall clock, or for drills and tests the instant in `TICKETING_CLOCK_FILE` (the
+    command service reads the same clock for its time window)."""
+    return clock_for(settings.extra_env)
 
 
 async def run_automation(
@@ -148,7 +138,7 @@ async def run_automation(
 ) -> None:
     """The body of `ticketing run <worker>`: consume, fold, fire timers, deliver, report."""
     store = AutomationStore(settings.home / "automation" / f"{worker.name}.sqlite", worker)
-    nc = await connect(resolve_endpoint(settings), "automation", name=f"ticketing-{worker.name}")
+    nc = await connect(resolve_endpoint(settings), worker.name, name=f"ticketing-{worker.name}")
     projector = Projector(nc, store, worker.name)
     loop = AutomationLoop(store, projector, deliverers(nc), clock_from(settings), interval=interval)
 

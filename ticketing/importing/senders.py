@@ -29,7 +29,8 @@ class NatsSender:
         self._loop = LoopThread("ticketing-import")
         try:
             self._client = self._loop.run(
-                TicketingClient.connect(endpoint, timeout=timeout), timeout + 5
+                TicketingClient.connect(endpoint, principal="importer", timeout=timeout),
+                timeout + 5,
             )
         except BaseException:
             self._loop.stop()
