@@ -222,3 +222,27 @@ def _forbidden(
         command=command,
         missing_grant=grant,
     )
+
+
+_CELL = {
+    Rule.ALLOW: "yes",
+    Rule.OWN: "own",
+    Rule.SERVED: "served",
+    Rule.ADMIN: "admin",
+    Rule.IMPORT: "import",
+    Rule.SLA_MONITOR: "monitor",
+    Rule.DENY: "-",
+}
+
+
+def table_markdown() -> str:
+    """The permission table as the README shows it (a test keeps the two equal)."""
+    kinds = list(ActorKind)
+    lines = [
+        "| command | " + " | ".join(str(k) for k in kinds) + " |",
+        "|---|" + "---|" * len(kinds),
+    ]
+    for command, row in TABLE.items():
+        cells = " | ".join(_CELL[row[kind]] for kind in kinds)
+        lines.append(f"| `{command}` | {cells} |")
+    return "\n".join(lines)

@@ -229,3 +229,19 @@ def _check_pattern(path: Path, index: int, pattern: str) -> None:
         f"{path}: principal.{index}.act_as: {pattern!r} is not KIND:ID, KIND:* or *; "
         f"kinds: {', '.join(ActorKind)}"
     )
+
+
+def principals_markdown() -> str:
+    """The built-in principals as the README shows them (a test keeps the two equal)."""
+    lines = [
+        "| principal | NATS role | may act as | customers of | grants | what |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p in (LOCAL, *BUILT_IN):
+        act_as = ", ".join(f"`{a}`" for a in p.act_as) or "-"
+        accounts = ", ".join("every account" if a == "*" else a for a in p.accounts) or "-"
+        grants = ", ".join(sorted(p.grants)) or "-"
+        lines.append(
+            f"| `{p.name}` | {p.role} | {act_as} | {accounts} | {grants} | {p.description} |"
+        )
+    return "\n".join(lines)

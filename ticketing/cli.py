@@ -13,6 +13,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from commands.principals import PrincipalError
 from commands.replies import Reply
 from projections.queue.queries import MAX_LIMIT
 from ticketing import output
@@ -542,6 +543,48 @@ def status(obj: Context, as_json: bool) -> None:
         raise CliError("process_failing", failing)
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with NATS permissions).")
+@pass_context
+def principals(obj: Context, as_json: bool) -> None:
+    """Who may send commands: each principal, the actors it may act as and its grants."""
+    from ticketing.bootstrap import load_principals
+    from ticketing.nats_roles import permissions_for
+
+    try:
+        found = list(load_principals(obj.settings))
+    except PrincipalError as error:
+        raise CliError("principals_error", str(error)) from error
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "name": p.name,
+                        "role": p.role,
+                        "act_as": list(p.act_as),
+                        "accounts": list(p.accounts),
+                        "grants": sorted(p.grants),
+                        "nats": vars(permissions_for(p)),
+                    }
+                    for p in found
+                ]
+            )
+        )
+        return
+    rows = [
+        (
+            p.name,
+            p.role,
+            ", ".join(p.act_as) or "-",
+            ", ".join(p.accounts) or "-",
+            ", ".join(sorted(p.grants)) or "-",
+        )
+        for p in found
+    ]
+    click.echo(output.table(rows, ["principal", "role", "act as", "customers of", "grants"]))
+
+
 def status_text(report: dict[str, Any]) -> str:
     nats = report["nats"]
     stream = report.get("stream", {})
@@ -783,6 +826,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail("nats_unavailable", str(error), 1)
     except NatsServerError as error:
         _fail("nats_server_error", str(error), 1)
+    except PrincipalError as error:
+        _fail("principals_error", str(error), 1)
     except click.exceptions.Abort:
         _fail("aborted", "interrupted", 130)
     except click.exceptions.NoArgsIsHelpError as error:
