@@ -298,3 +298,34 @@ def test_an_automation_worker_may_answer_its_own_position_subject(
             await worker.close()
 
     asyncio.run(scenario())
+
+
+def test_a_running_worker_answers_its_position_without_a_permission_violation(
+    endpoint: NatsEndpoint, nats_home: Path
+) -> None:
+    from tests.processes import start_ticketing, stop, wait_until
+
+    worker = start_ticketing(nats_home, "run", "sla-monitor")
+
+    def position() -> bytes | None:
+        async def ask() -> bytes | None:
+            caller, _ = await as_role(endpoint, "caller")
+            try:
+                reply = await caller.request(
+                    "ticketing.query.sla-monitor.position", b"", timeout=0.5
+                )
+                return bytes(reply.data)
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+                return None
+            finally:
+                await caller.close()
+
+        return asyncio.run(ask())
+
+    try:
+        answer = wait_until(position, timeout=20, what="the monitor's position")
+        assert b"position" in answer
+    finally:
+        stop(worker)
+    server_log = EmbeddedNats(nats_home).log_path.read_text()
+    assert "Subscription Violation" not in server_log
