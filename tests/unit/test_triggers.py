@@ -628,6 +628,11 @@ def test_rule_ids_are_unique_slugs() -> None:
     assert "rule 'Bad Id': id:" in rejection(rule(id="Bad Id"))
 
 
+def test_a_rule_cannot_take_another_workers_actor_id() -> None:
+    # the triggers principal may act as automation:<rule id>, never as the router
+    assert "rule 'router': id: 'router' is another worker's actor" in rejection(rule(id="router"))
+
+
 def test_categories_are_checked_against_the_taxonomy_when_given() -> None:
     message = rejection(rule(then={"set_category": "billing"}), categories=DEFAULT_CATEGORIES)
     assert "then.set_category: 'billing' is not one of" in message

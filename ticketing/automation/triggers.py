@@ -58,6 +58,7 @@ from pydantic import (
 )
 
 from commands import models as m
+from commands.principals import RESERVED_ACTORS
 from projections import wire
 from ticketing.domain.events import TICKET_EVENT_TYPES
 from ticketing.domain.values import (
@@ -361,6 +362,8 @@ def parse_rules(
             continue
         if rule.id in seen:
             problems.append(f"{label}: id: used by an earlier rule; rule ids are unique")
+        if f"automation:{rule.id}" in RESERVED_ACTORS:
+            problems.append(f"{label}: id: {rule.id!r} is another worker's actor; pick another")
         seen.add(rule.id)
         rules.append(rule)
     if problems:
