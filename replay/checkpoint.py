@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -32,6 +33,7 @@ from ticketing.domain.chain import GENESIS_HASH
 if TYPE_CHECKING:
     from commands.application import TicketingApplication
 
+READ_BLOCK = 1 << 20
 Heads = dict[str, list[Any]]
 """aggregate id -> [version, event hash of that version]."""
 
@@ -67,7 +69,9 @@ class Checkpoint:
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
     def as_json(self) -> str:
-        return json.dumps({k: v for k, v in asdict(self).items() if v is not None}, sort_keys=True)
+        """The line as written: the signed bytes with the signature added last, so a reader
+        can check it without decoding it (`_Line`)."""
+        return f'{self.signed_bytes().decode()[:-1]},"mac":"{self.mac}"}}'
 
 
 @dataclass(frozen=True)
@@ -122,12 +126,10 @@ class CheckpointLog:
         return self._key
 
     def sign(self, checkpoint: Checkpoint) -> Checkpoint:
-        mac = hmac.new(self.key(), checkpoint.signed_bytes(), hashlib.sha256).hexdigest()
-        return replace(checkpoint, mac=mac)
+        return replace(checkpoint, mac=self.mac(checkpoint.signed_bytes()))
 
     def authentic(self, checkpoint: Checkpoint) -> bool:
-        expected = hmac.new(self.key(), checkpoint.signed_bytes(), hashlib.sha256).hexdigest()
-        return hmac.compare_digest(expected, checkpoint.mac)
+        return hmac.compare_digest(self.mac(checkpoint.signed_bytes()), checkpoint.mac)
 
     def read(self) -> list[Checkpoint]:
         if not self.path.exists():
@@ -141,35 +143,39 @@ class CheckpointLog:
         previous_mac = ""
         for checkpoint in checkpoints:
             if not self.authentic(checkpoint):
-                found.append(_forged(checkpoint))
+                found.append(_forged(checkpoint.notification_id))
                 continue
             if checkpoint.previous is not None and checkpoint.previous != previous_mac:
-                found.append(_missing_before(checkpoint))
+                found.append(_missing_before(checkpoint.notification_id))
             previous_mac = checkpoint.mac
         return found
 
     def signed_head(self, aggregate_id: str) -> HeadLookup:
         """The aggregate's head in the newest authentic checkpoint that names it, reading the
         log from its end and checking every checkpoint on the way (so a forged one, or a gap
-        where a newer head was removed, is reported instead of trusted past)."""
+        where a newer head was removed, is reported instead of trusted past). Lines as written
+        are checked without decoding them: the cost is a MAC per line read."""
         lookup = HeadLookup()
         expected_mac: str | None = None  # the signature the newer checkpoint links to
-        for checkpoint in _newest_first(self):
+        needle = f'"{aggregate_id}":['.encode()
+        for raw in _newest_first(self):
             lookup.checkpoints_read += 1
-            if not self.authentic(checkpoint):
-                lookup.findings.append(_forged(checkpoint))
+            line = _Line.read(raw, self)
+            if not line.authentic:
+                lookup.findings.append(_forged(line.notification_id))
                 continue
-            if expected_mac is not None and checkpoint.mac != expected_mac:
-                lookup.findings.append(_missing_after(checkpoint))
-            if checkpoint.heads is None:
+            if expected_mac is not None and line.mac != expected_mac:
+                lookup.findings.append(_missing_after(line.notification_id))
+            if not line.has_heads:
                 return lookup  # written before checkpoints carried heads: nothing older has them
-            head = checkpoint.heads.get(aggregate_id)
-            if head is not None:
+            if needle in line.body:
+                checkpoint = _parse(raw)
+                version, event_hash = (checkpoint.heads or {})[aggregate_id]
                 lookup.head = SignedHead(
-                    int(head[0]), str(head[1]), checkpoint.notification_id, checkpoint.created_at
+                    int(version), str(event_hash), checkpoint.notification_id, checkpoint.created_at
                 )
                 return lookup
-            expected_mac = checkpoint.previous
+            expected_mac = line.previous
         if expected_mac:  # the oldest checkpoint read links to one that is not there
             lookup.findings.append(
                 LogFinding(
@@ -180,39 +186,107 @@ class CheckpointLog:
             )
         return lookup
 
+    def mac(self, body: bytes) -> str:
+        return hmac.new(self.key(), body, hashlib.sha256).hexdigest()
 
-def _parse(line: str) -> Checkpoint:
-    return Checkpoint(**json.loads(line))
+
+_MAC_KEY = b',"mac":"'
+_SUFFIX_MAC = 64 + 2  # the signature's hex and '"}'
+_SUFFIX = len(_MAC_KEY) + _SUFFIX_MAC
+_LAST_KEYS = 160  # `"notification_id":<n>,"previous":"<64 hex>"}` and a margin
+_PREVIOUS = re.compile(rb'"previous":"([0-9a-f]*)"')
+_NOTIFICATION_ID = re.compile(rb'"notification_id":(\d+)')
 
 
-def _newest_first(log: CheckpointLog) -> Iterator[Checkpoint]:
+@dataclass
+class _Line:
+    """One line of the log, checked as stored when it is as written (its signed bytes, then
+    the signature), else decoded and checked as a `Checkpoint`. `body` holds the signed
+    bytes (canonical JSON, so a head is found by its key: `"<aggregate id>":[`)."""
+
+    body: bytes
+    authentic: bool
+    mac: str
+    previous: str | None
+    has_heads: bool
+    notification_id: int
+
+    @classmethod
+    def read(cls, raw: bytes, log: CheckpointLog) -> _Line:
+        raw = raw.rstrip()
+        if raw[-_SUFFIX:-_SUFFIX_MAC] == _MAC_KEY and raw.endswith(b'"}'):
+            body = raw[:-_SUFFIX] + b"}"
+            mac = raw[-_SUFFIX_MAC:-2].decode()
+            if hmac.compare_digest(log.mac(body), mac):
+                end = max(0, len(body) - _LAST_KEYS)  # (the keys after `heads`, sorted)
+                previous = _PREVIOUS.search(body, end)
+                number = _NOTIFICATION_ID.search(body, end)
+                return cls(
+                    body,
+                    True,
+                    mac,
+                    previous.group(1).decode() if previous else None,
+                    b'"heads":{' in body,
+                    int(number.group(1)) if number else 0,
+                )
+        checkpoint = _parse(raw)  # not as written (edited by hand, or forged): decode it
+        return cls(
+            checkpoint.signed_bytes(),
+            log.authentic(checkpoint),
+            checkpoint.mac,
+            checkpoint.previous,
+            checkpoint.heads is not None,
+            checkpoint.notification_id,
+        )
+
+
+def _parse(line: str | bytes) -> Checkpoint:
+    try:
+        return Checkpoint(**json.loads(line))
+    except (ValueError, TypeError):  # not a checkpoint at all: unsigned, so reported as forged
+        return Checkpoint(0, 0, "", "")
+
+
+def _newest_first(log: CheckpointLog) -> Iterator[bytes]:
+    """The log's lines from its end, reading the file backwards block by block: a writer
+    needs only the last one, a ticket's verification those since its last change."""
     if not log.path.exists():
         return
-    lines = log.path.read_text().splitlines()
-    yield from (_parse(line) for line in reversed(lines) if line.strip())
+    with log.path.open("rb") as handle:
+        position = handle.seek(0, os.SEEK_END)
+        tail = b""
+        while position > 0:
+            size = min(READ_BLOCK, position)
+            position -= size
+            handle.seek(position)
+            lines = (handle.read(size) + tail).split(b"\n")
+            tail = lines[0]  # maybe the end of a line that starts in an earlier block
+            yield from (line for line in reversed(lines[1:]) if line.strip())
+        if tail.strip():
+            yield tail
 
 
-def _forged(checkpoint: Checkpoint) -> LogFinding:
+def _forged(notification_id: int) -> LogFinding:
     return LogFinding(
         "checkpoint_forged",
-        f"checkpoint at {checkpoint.notification_id} does not carry a valid signature",
-        checkpoint.notification_id,
+        f"checkpoint at {notification_id} does not carry a valid signature",
+        notification_id,
     )
 
 
-def _missing_before(checkpoint: Checkpoint) -> LogFinding:
+def _missing_before(notification_id: int) -> LogFinding:
     return LogFinding(
         "checkpoint_missing",
-        f"the checkpoint before the one at {checkpoint.notification_id} was removed from the log",
-        checkpoint.notification_id,
+        f"the checkpoint before the one at {notification_id} was removed from the log",
+        notification_id,
     )
 
 
-def _missing_after(checkpoint: Checkpoint) -> LogFinding:
+def _missing_after(notification_id: int) -> LogFinding:
     return LogFinding(
         "checkpoint_missing",
-        f"the checkpoint after the one at {checkpoint.notification_id} was removed from the log",
-        checkpoint.notification_id,
+        f"the checkpoint after the one at {notification_id} was removed from the log",
+        notification_id,
     )
 
 
@@ -226,7 +300,8 @@ def write_checkpoint(app: TicketingApplication, log: CheckpointLog) -> Checkpoin
     fd = os.open(log.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "r+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
-        last = next((c for c in _newest_first(log) if log.authentic(c)), None)
+        authentic = (c for c in map(_parse, _newest_first(log)) if log.authentic(c))
+        last = next(authentic, None)
         checkpoint = _next_checkpoint(app, last)
         if checkpoint is None:
             return None

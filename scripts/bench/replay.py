@@ -62,7 +62,14 @@ What is measured, in this order:
      "decode + payload" is the time it waited for the workers' batches and unpacked them.
    Rates are pooled over the rounds; `ratio_vs_slower_plain` = rebuild events/s over the
    smaller of read+decode and DuckDB ingest (aim >= 0.5 for each projection).
-3. **1,000,000 events**: extrapolated from the pooled rates of (2) and, unless `--smoke` or
+3. **signed checkpoints** (`replay.checkpoint`), on the store of (2): the first checkpoint
+   (every event read, every chain's head listed), then `--checkpoints` (1,440: a day of
+   `ticketing serve`'s minutely ones) incremental checkpoints, each after about 50 more
+   events; the log's size; `verify_aggregate` of one ticket against its signed head
+   (`ticketing verify chain TICKET`) for the 20 oldest tickets (their heads are in the first
+   checkpoint, so the whole log is read) and for up to 20 tickets changed in the last minute;
+   and one `verify_store` of everything with every checkpoint (`ticketing verify chain`).
+4. **1,000,000 events**: extrapolated from the pooled rates of (2) and, unless `--smoke` or
    `--skip-million`, measured: the same writer tops the store up to 1M published events (same
    path, same mix), then one plain read+decode pass, one staged `rebuild_analytics(...,
    upto_sequence=1_000_000)` as the CLI runs it, and one in one process (information). The
@@ -98,6 +105,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -125,6 +133,8 @@ from projections.analytics.row_groups import ROW_GROUP_ROWS  # noqa: E402
 from projections.analytics.store import EVENT_FACTS, SCHEMA, AnalyticsStore  # noqa: E402
 from projections.payloads import PUBLISHED_TOPICS  # noqa: E402
 from projections.queue.store import QueueStore  # noqa: E402
+from replay.chain import verify_aggregate, verify_store  # noqa: E402
+from replay.checkpoint import CheckpointLog, write_checkpoint  # noqa: E402
 from replay.history import history, ticket_as_of  # noqa: E402
 from replay.rebuild import rebuild_analytics, rebuild_queue  # noqa: E402
 from replay.stream import BATCH  # noqa: E402
@@ -153,6 +163,8 @@ from ticketing.settings import Settings  # noqa: E402
 AIM_REPLAY_MS = 10.0
 AIM_RATIO = 0.5
 AIM_MILLION_S = 30.0
+CHECKPOINT_MINUTE_EVENTS = 50  # events between two incremental checkpoints
+VERIFIED_TICKETS = 20  # tickets verified against their signed heads, oldest and newest
 MILLION = 1_000_000
 LONG_TICKET_EVENTS = 1000
 LONG_TICKET_SAVE = 200  # events per app.save while writing the long ticket
@@ -371,6 +383,7 @@ def command_record(
     return CommandRecord.record(
         command_id,
         command_name=name,
+        fingerprint={"(command)": name, "(target)": str(aggregate.id)},  # (no payload here)
         aggregate_kind="ticket" if isinstance(aggregate, Ticket) else "account",
         aggregate_id=str(aggregate.id),
         from_version=from_version,
@@ -950,7 +963,82 @@ class RebuildBench:
         }
 
 
-# --- 3. one million -------------------------------------------------------------------------
+# --- 3. signed checkpoints ------------------------------------------------------------------
+
+
+def timed(call: Callable[[], Any]) -> tuple[Any, float, float]:
+    begin, begin_cpu = time.perf_counter(), time.thread_time()
+    result = call()
+    return result, time.perf_counter() - begin, time.thread_time() - begin_cpu
+
+
+def measure_checkpoints(writer: StoreWriter, work: Path, minutes: int) -> dict[str, Any]:
+    app = writer.app
+    signed_log = CheckpointLog(work / "audit")
+    events = writer.published
+    first, first_s, first_cpu = timed(lambda: write_checkpoint(app, signed_log))
+    first_bytes = signed_log.path.stat().st_size
+    log(f"3. first checkpoint of {events} events: {first_s:.2f} s, {first_bytes / 1e6:.1f} MB")
+    seconds, cpu_seconds, heads = [], [], []
+    for _ in range(minutes):
+        writer.write_until(writer.published + CHECKPOINT_MINUTE_EVENTS)
+        last, elapsed, used = timed(lambda: write_checkpoint(app, signed_log))
+        seconds.append(int(elapsed * 1e9))
+        cpu_seconds.append(int(used * 1e9))
+        heads.append(len(last.heads))
+    log_bytes = signed_log.path.stat().st_size
+    log(f"  {minutes} incremental checkpoints, log {log_bytes / 1e6:.1f} MB")
+    tickets = {str(ticket_id_for(f"replay-{n}-0")) for n in range(writer.tickets)}
+    newest = [UUID(a) for a in last.heads if a in tickets][:VERIFIED_TICKETS]
+    oldest = [ticket_id_for(f"replay-{n}-0") for n in range(VERIFIED_TICKETS)]
+    verified: dict[str, Any] = {}
+    for label, chosen in (("oldest", oldest), ("newest", newest)):
+        latencies, cpu = [], []
+        for ticket in chosen:
+            report, elapsed, used = timed(partial(verify_aggregate, app, ticket, signed_log))
+            if not report.ok or report.signed_head is None:
+                raise RuntimeError(f"ticket {ticket} did not verify: {report.breaks}")
+            latencies.append(int(elapsed * 1e9))
+            cpu.append(int(used * 1e9))
+        verified[f"verify_ticket_{label}"] = {
+            "tickets": len(chosen),
+            **latency_summary(latencies, cpu),
+        }
+    whole, whole_s, whole_cpu = timed(lambda: verify_store(app, signed_log))
+    if not whole.ok or whole.checkpoints_checked != minutes + 1:
+        raise RuntimeError(f"the store did not verify: {whole.breaks[:3]}")
+    log(
+        f"  verify_ticket p50 oldest {verified['verify_ticket_oldest']['p50_ms']} ms, newest "
+        f"{verified['verify_ticket_newest']['p50_ms']} ms; verify_store {whole_s:.1f} s"
+    )
+    return {
+        "first": {
+            "events": events,
+            "heads": len(first.heads),
+            "seconds": round(first_s, 3),
+            "cpu_seconds": round(first_cpu, 3),
+            "events_per_s": round(events / first_s, 1),
+            "line_mb": round(first_bytes / 1e6, 2),
+        },
+        "incremental": {
+            "checkpoints": minutes,
+            "events_each": CHECKPOINT_MINUTE_EVENTS,
+            "heads_mean": round(sum(heads) / len(heads), 1),
+            **latency_summary(seconds, cpu_seconds),
+        },
+        "log_mb": round(log_bytes / 1e6, 2),
+        **verified,
+        "verify_store": {
+            "events": whole.events,
+            "checkpoints": whole.checkpoints_checked,
+            "seconds": round(whole_s, 2),
+            "cpu_seconds": round(whole_cpu, 2),
+            "events_per_s": round(whole.events / whole_s, 1),
+        },
+    }
+
+
+# --- 4. one million -------------------------------------------------------------------------
 
 
 def measure_million(writer: StoreWriter, work: Path) -> dict[str, Any]:
@@ -1052,6 +1140,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         bench = RebuildBench(app, work, writer.published)
         bench.run(args.rounds)
         rates = bench.summary()
+        checkpoints = measure_checkpoints(writer, work, args.checkpoints)
         load_after = machine_load()
 
         extrapolated = {
@@ -1093,6 +1182,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "rounds": args.rounds,
         "written": written,
         **rates,
+        "checkpoints": checkpoints,
         "million": {
             "extrapolated_s": extrapolated,
             "measured": million,
@@ -1115,6 +1205,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=7, help="workload seed (7)")
     parser.add_argument(
+        "--checkpoints",
+        type=int,
+        default=1440,
+        help="incremental checkpoints after the first (1440: a day of minutely ones)",
+    )
+    parser.add_argument(
         "--skip-million", action="store_true", help="extrapolate 1M instead of rebuilding it"
     )
     parser.add_argument(
@@ -1126,8 +1222,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.events, args.rounds, args.skip_million = 5000, 1, True
-    if min(args.events, args.rounds, args.repeats) < 1:
+        args.events, args.rounds, args.skip_million, args.checkpoints = 5000, 1, True, 20
+    if min(args.events, args.rounds, args.repeats, args.checkpoints) < 1:
         parser.error("sizes must be positive")
     return args
 
