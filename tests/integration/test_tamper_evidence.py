@@ -614,3 +614,25 @@ def test_checkpoints_signed_before_heads_existed_still_verify(audited: AuditedSt
     report = audited.verify()
     assert report.ok and report.checkpoints_checked == 2, report.breaks
     assert audited.verify_ticket().ok and audited.verify_ticket().signed_head is not None
+
+
+def test_a_ticket_with_a_snapshot_is_verified_from_its_events(audited: AuditedStore) -> None:
+    """Snapshots (their own table) are a cache for loading, never evidence: verification
+    reads the event records only, so a snapshot neither breaks nor hides anything."""
+    # Given: a ticket long enough to be snapshotted, signed, then its newest event deleted
+    ticket = open_tickets(audited.service)[0]
+    for _ in range(25):
+        comment_on(audited, ticket)
+    audited.service.load_ticket(ticket)
+    schema = audited.settings.postgres_schema
+    table = "stored_snapshots" if audited.table.on_sqlite else f'"{schema}".ticketing_snapshots'
+    count = f"SELECT count(*) FROM {table} WHERE originator_id = ?"
+    assert audited.table.execute(count, (audited.table.key(ticket),))[0][0] >= 1
+    assert write_checkpoint(audited.service.app, audited.checkpoints) is not None
+    assert audited.verify().ok and audited.verify_ticket(ticket).ok
+    last = audited.table.last_version(ticket)
+    # When
+    audited.table.delete(ticket, last)
+    # Then
+    report = audited.verify_ticket(ticket)
+    assert [(b.code, b.version) for b in report.breaks] == [("events_missing", last)]
