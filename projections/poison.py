@@ -20,6 +20,9 @@ MAX_REASON = 300
 """Characters of an exception's message kept in a reason (status lines stay readable)."""
 
 
+DISK_FULL = ("No space left on device", "disk is full")
+
+
 class EventNotAppliedError(TicketingError):
     """A projection cannot apply an event; it names the event and the reason."""
 
@@ -41,6 +44,8 @@ def reason_of(error: BaseException) -> str:
 def is_environmental(error: BaseException) -> bool:
     """The machine failed (disk full, file unreadable), not the event: retrying may mend it."""
     if isinstance(error, OSError | MemoryError | sqlite3.OperationalError):
+        return True
+    if any(sign in str(error) for sign in DISK_FULL):  # e.g. DuckDB's failed commit
         return True
     try:
         import duckdb

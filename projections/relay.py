@@ -60,6 +60,8 @@ class RelayStats:
     stream_sequence: int = 0
     last_error: str | None = None
     started_at: float = field(default_factory=time.time)
+    failing_since: float | None = None
+    """Since when publishing has failed (epoch seconds; None once a batch goes through)."""
 
 
 class Relay:
@@ -109,6 +111,8 @@ class Relay:
             except (TimeoutError, nats.errors.Error, OSError) as error:
                 self.stats.restarts += 1
                 self.stats.last_error = f"{type(error).__name__}: {error}"
+                if self.stats.failing_since is None:
+                    self.stats.failing_since = time.time()
                 log.warning("relay: %s; resuming from the stream", self.stats.last_error)
                 await self._sleep(0.5)
 
@@ -123,6 +127,7 @@ class Relay:
     async def _follow(self) -> None:
         while not self._stopping.is_set():
             if not await self.publish_next_batch():
+                self.stats.failing_since = None  # caught up: nothing is failing
                 await self._sleep(self.poll_interval)
 
     async def publish_next_batch(self) -> bool:
@@ -153,6 +158,7 @@ class Relay:
         self.stats.position = notifications[-1].id
         self.stats.published += len(acks)
         self.stats.batches += 1
+        self.stats.failing_since = None
 
     def message_for(self, notification: Notification) -> tuple[str, bytes, dict[str, str]]:
         payload = stored_payload(

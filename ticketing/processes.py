@@ -4,6 +4,7 @@ and registers as a `nats.micro` service so `ticketing status` can find it and re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -23,6 +24,7 @@ from projections.relay import Relay
 from ticketing import __version__
 from ticketing.bootstrap import build_application, build_command_service, load_principals
 from ticketing.nats_connect import connect, resolve_endpoint
+from ticketing.nats_health import store_watch
 from ticketing.nats_server import EmbeddedNats
 from ticketing.settings import Settings
 
@@ -47,7 +49,13 @@ async def nats_server(settings: Settings, stop: asyncio.Event, say: Callable[[st
     url = await asyncio.to_thread(server.start)
     say(f"nats-server running at {url}; credentials in {server.credentials_path}")
     try:
-        await stop.wait()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            if not stop.is_set() and store_watch(server).needs_restart():
+                say("nats-server store writes failed (disk full?) and there is room again; restart")
+                await asyncio.to_thread(server.stop)
+                await asyncio.to_thread(server.start)
     finally:
         await asyncio.to_thread(server.stop)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ticketing.home import create_home, serve_lock, serving_pid
+from ticketing.nats_health import store_watch
 from ticketing.nats_server import EmbeddedNats
 from ticketing.settings import Settings
 
@@ -117,6 +118,10 @@ class Supervisor:
             server = EmbeddedNats(self.settings.home, self.settings.principals_path)
             if server.running_url() is None:
                 self.say("nats-server     not running; restarting it")
+                server.start()
+            elif store_watch(server).needs_restart():  # a full disk left its store failing
+                self.say("nats-server     store writes failed and there is room again; restarting")
+                server.stop()
                 server.start()
         now = time.monotonic()
         for child in self.children.values():

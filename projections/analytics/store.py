@@ -11,6 +11,7 @@ read a snapshot that `publish_snapshot` copies beside the live file."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -151,7 +152,10 @@ class AnalyticsStore:
                 self._write(fresh)
                 self._con.commit()
             except BaseException:
-                self._con.rollback()
+                # A failed commit (disk full) has ended the transaction: the commit's error
+                # is the one to report, not the rollback's "no transaction is active".
+                with contextlib.suppress(duckdb.Error):
+                    self._con.rollback()
                 raise
             self._position = fresh[-1].sequence
 

@@ -193,7 +193,8 @@ class QueueStore:
             )
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:  # a failed COMMIT (disk full) has rolled back already
+                self.db.execute("ROLLBACK")
             raise
 
     def apply_all(
