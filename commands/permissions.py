@@ -25,6 +25,7 @@ class Rule(StrEnum):
     OWN = "own"  # a customer's own ticket, in an account the principal serves
     SERVED = "served"  # an account whose customers the principal serves
     ADMIN = "admin"  # the principal holds `admin` or `auditor`
+    ADMIN_OR_IMPORT = "admin_or_import"  # ... or `import` (history brings its accounts along)
     IMPORT = "import"  # the principal holds `import`
     SLA_MONITOR = "sla_monitor"  # only system:sla-monitor
     DENY = "deny"
@@ -53,6 +54,7 @@ def _row(customer: Rule, staff: Rule = Rule.ALLOW, **overrides: Rule) -> dict[Ac
 
 _WORK = _row(Rule.DENY)
 _ADMIN_ONLY = _row(Rule.DENY, Rule.ADMIN, automation=Rule.DENY, ai=Rule.DENY)
+_NEW_ACCOUNT = _row(Rule.DENY, Rule.ADMIN_OR_IMPORT, automation=Rule.DENY, ai=Rule.DENY)
 _ROSTER = _row(Rule.DENY, automation=Rule.DENY, ai=Rule.DENY)
 _SLA_RECORD = _row(Rule.DENY, Rule.DENY, system=Rule.SLA_MONITOR)
 
@@ -70,7 +72,7 @@ TABLE: dict[str, dict[ActorKind, Rule]] = {
     "rate_ticket": _row(Rule.OWN, Rule.DENY, system=Rule.IMPORT),
     "tag_ticket": _WORK,
     "untag_ticket": _WORK,
-    "create_account": _ADMIN_ONLY,
+    "create_account": _NEW_ACCOUNT,
     "change_account_tier": _ADMIN_ONLY,
     "rename_account": _ADMIN_ONLY,
     "record_sla_warning": _SLA_RECORD,
@@ -124,6 +126,14 @@ def authorize(principal: Principal, command: str, actor: Actor) -> Rule:
             actor,
             f"{command} needs the admin or auditor grant",
             grant="admin|auditor",
+        )
+    if rule is Rule.ADMIN_OR_IMPORT and not principal.has_grant("admin", "auditor", "import"):
+        raise _forbidden(
+            principal,
+            command,
+            actor,
+            f"{command} needs the admin, auditor or import grant",
+            grant="admin|auditor|import",
         )
     if rule is Rule.IMPORT and not principal.has_grant("import"):
         raise _forbidden(
@@ -229,6 +239,7 @@ _CELL = {
     Rule.OWN: "own",
     Rule.SERVED: "served",
     Rule.ADMIN: "admin",
+    Rule.ADMIN_OR_IMPORT: "admin/import",
     Rule.IMPORT: "import",
     Rule.SLA_MONITOR: "monitor",
     Rule.DENY: "-",

@@ -113,6 +113,7 @@ BUILT_IN: tuple[Principal, ...] = (
         "sla-monitor",
         role="worker",
         act_as=("system:sla-monitor",),
+        grants=frozenset({"import"}),  # records are dated when judged, delivered maybe later
         description="records SLA warnings and breaches, only as itself",
     ),
     Principal(

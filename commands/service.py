@@ -270,6 +270,8 @@ class CommandService:
         """Decide; if the command is refused, a repeat of an accepted one still gets its reply."""
         try:
             return self._decide(command, principal)
+        except errors.ForbiddenError:
+            raise  # a repeat is answered only to whoever may send the command
         except errors.TicketingError:
             prior = self._prior_reply(command)
             if prior is not None:

@@ -53,6 +53,17 @@ def start_ticketing(
     return process
 
 
+def run_cli(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """One `ticketing …` command on `home` in a child process, as an operator's shell runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "ticketing.cli", *args],
+        env=ticketing_env(home),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
     """SIGTERM and wait (SIGKILL after `timeout`)."""
     if process.poll() is None:

@@ -137,9 +137,7 @@ def verify_projections(as_json: bool) -> None:
                 click.echo(f"  {drift.table} {drift.key}: {drift.problem} {drift.columns or ''}")
     stuck = [c for c in checks if c.stuck]
     if stuck:
-        raise CliError(
-            "projection_stuck", "; ".join(f"{c.projection}: {c.stuck}" for c in stuck)
-        )
+        raise CliError("projection_stuck", "; ".join(f"{c.projection}: {c.stuck}" for c in stuck))
     drifting = [c.projection for c in checks if not c.ok]
     if drifting:
         raise CliError("drift", f"projection drift in {', '.join(drifting)}")

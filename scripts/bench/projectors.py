@@ -19,7 +19,8 @@ What is measured, in this order:
    per group) and published by `projections.relay.Relay(...).run_until_caught_up()` ("relay"
    principal). Then, in `--rounds` rounds (every second one in reverse order, and each projector
    next to the ceilings of its stack, so drift of the shared machine lands on both sides),
-   each from an empty projection and a new durable consumer on an "admin" connection (bench durables are no projector's own):
+   each from an empty projection and a new durable consumer on an "admin" connection (a
+   bench's durables are no projector's own):
    - `jetstream_pull_ack_batch_1000` / `_5000`: a durable pull consumer (AckPolicy.ALL, the
      projector's consumer config) fetching batches and acking the last message; no decoding.
    - `sqlite_queue_rows_txn_1000`: plain `sqlite3` writing exactly the rows the queue store

@@ -20,7 +20,7 @@ import pytest
 from commands import models as m
 from commands.service import CommandService
 from tests.faults.stream_checks import check_invariant, stream_position
-from tests.processes import stop, ticketing_env, wait_until
+from tests.processes import run_cli, stop, ticketing_env, wait_until
 from ticketing.bootstrap import build_command_service
 from ticketing.settings import Settings
 
@@ -55,13 +55,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def ticketing(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ticketing.cli", *args],
-        env=ticketing_env(home),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_cli(home, *args, timeout=60)
 
 
 def status(home: Path) -> tuple[int, dict[str, Any]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from commands import models as m
 from commands.service import CommandService
 from projections.relay import NOTIFICATION_HEADER, TYPE_HEADER
 from tests.faults.stream_checks import last_store_notification_id, stream_position, wait_for_relay
-from tests.processes import kill, start_ticketing, stop, ticketing_env, wait_until
+from tests.processes import kill, run_cli, start_ticketing, stop, wait_until
 from ticketing.bootstrap import build_command_service
 from ticketing.nats_connect import connect, resolve_endpoint
 from ticketing.nats_roles import STREAM
@@ -40,13 +39,7 @@ def service(nats_home: Path) -> Iterator[CommandService]:
 
 
 def ticketing(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ticketing.cli", *args],
-        env=ticketing_env(home),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli(home, *args, timeout=120)
 
 
 def status(home: Path) -> tuple[int, dict[str, Any]]:

@@ -248,7 +248,9 @@ def test_serve_restarts_a_killed_projector_and_sigterm_stops_every_process(
             timeout=30,
             what="serve to restart the queue projector",
         )
-        assert re.search(r"^queue-projector\s+exited with -9; restarting", log.read_text(), re.M)
+        assert re.search(
+            r"^queue-projector\s+exited with -9\b.*; restarting", log.read_text(), re.M
+        )
         after = open_tickets(service, "after", 20)
         caught_up(home, service)
         assert queue_ticket_ids(queue_path(Settings(home=home))) == set(before) | set(after)

@@ -228,3 +228,18 @@ def test_history_can_still_be_imported_by_a_principal_granted_import(
     command = m.OpenTicket(account_id="acme", requester=BOB.id, subject="old", occurred_at=old)
     assert code(service.execute(command, CALLER)) == "forbidden"
     ok(service.execute(command, importer))
+
+
+def test_a_repeat_is_answered_only_to_a_principal_that_may_send_the_command(
+    service: CommandService,
+) -> None:
+    ticket = given_a_ticket_with_an_internal_note(service)
+    note = m.AddComment(
+        command_id="n-1", ticket_id=ticket, body="secret", visibility="internal", actor=AGENT
+    )
+    ok(service.execute(note, CALLER))
+    outsider = Principal("crm", role="service", act_as=("customer:*",), accounts=("acme",))
+    reply = service.execute(note, outsider)
+    assert code(reply) == "forbidden"
+    assert "secret" not in reply.to_json()
+    assert ok(service.execute(note, CALLER)).events[0]["body"] == "secret"

@@ -276,7 +276,9 @@ def stack(home: Path, smtp_port: int, hook_url: str) -> Iterator[Stack]:
         "relay": start_ticketing(home, "run", "relay"),
     }
     try:
-        with SyncTicketingClient(resolve_endpoint(Settings(home=home)), principal="admin") as client:
+        with SyncTicketingClient(
+            resolve_endpoint(Settings(home=home)), principal="admin"
+        ) as client:
             running = Stack(home, config, client, processes, starts=0)
             running.start_notifier()
             running.run(m.CreateAccount(account_id="acme", account_name="Acme Corp"))
@@ -518,7 +520,9 @@ def test_without_a_notifier_file_the_notifier_consumes_and_sends_nothing(nats_ho
             db.close()
 
     try:
-        with SyncTicketingClient(resolve_endpoint(Settings(home=nats_home)), principal="admin") as client:
+        with SyncTicketingClient(
+            resolve_endpoint(Settings(home=nats_home)), principal="admin"
+        ) as client:
             for command in (
                 m.CreateAccount(account_id="acme", account_name="Acme Corp"),
                 m.OpenTicket(account_id="acme", requester=REQUESTER, subject="VPN"),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 from commands import models as m
 from commands.service import CommandService
 from replay.rebuild import published_count
-from tests.processes import ticketing_env
+from tests.processes import run_cli
 from ticketing.bootstrap import build_command_service
 from ticketing.domain.ticket import Ticket
 from ticketing.domain.values import Actor, ActorKind
@@ -32,13 +31,7 @@ EXAMPLE_POLICY = Path(__file__).parents[2] / "mappings" / "sla.example.toml"
 
 
 def ticketing(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ticketing.cli", *args],
-        env=ticketing_env(home),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli(home, *args, timeout=120)
 
 
 @pytest.fixture

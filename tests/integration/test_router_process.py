@@ -46,7 +46,9 @@ def client(nats_home: Path, tmp_path: Path) -> Iterator[SyncTicketingClient]:
         start_ticketing(nats_home, "run", "router", env={"TICKETING_ROUTING": str(routing)}),
     ]
     try:
-        with SyncTicketingClient(resolve_endpoint(Settings(home=nats_home)), principal="admin") as client:
+        with SyncTicketingClient(
+            resolve_endpoint(Settings(home=nats_home)), principal="admin"
+        ) as client:
             client.execute(
                 m.CreateAccount(account_id="acme", account_name="Acme", tier="business"),
                 retry_for=30,

@@ -120,7 +120,13 @@ def test_a_recorded_breach_flags_the_ticket(service: CommandService, tmp_path: P
     due = FRIDAY_4PM + timedelta(days=2, hours=18)
     ok(
         service,
-        m.RecordSlaBreach(ticket_id=waiting, metric="first_reply", due_at=due, occurred_at=due),
+        m.RecordSlaBreach(
+            ticket_id=waiting,
+            metric="first_reply",
+            due_at=due,
+            occurred_at=due,
+            actor=m.ActorModel(kind="system", id="sla-monitor"),
+        ),
     )
     rows = queue_rows(service, tmp_path / "queue.sqlite", batch=1000)
     assert rows["waiting"]["sla_breached"] == ["first_reply"]

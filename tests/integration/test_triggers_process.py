@@ -147,7 +147,9 @@ def test_contradicting_rules_stop_after_the_cascade_budget_and_a_restart_doubles
     stack = start_stack(home)
     triggers = start_triggers(home, rules, "triggers-1")
     try:
-        with SyncTicketingClient(resolve_endpoint(Settings(home=home)), principal="admin") as client:
+        with SyncTicketingClient(
+            resolve_endpoint(Settings(home=home)), principal="admin"
+        ) as client:
             # Given: tickets a person raised to high, with rules bouncing high <-> urgent
             tickets = raise_tickets(client, TICKETS)
 

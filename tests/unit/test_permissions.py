@@ -276,3 +276,16 @@ def test_every_built_in_principal_has_a_nats_role() -> None:
 
     for each in BUILT_IN:
         assert permissions_for(each).publish, each.name
+
+
+def test_an_importer_may_create_the_accounts_its_history_names_but_a_caller_may_not() -> None:
+    world = World()
+    importer, caller = Principals.built_in().get("importer"), Principals.built_in().get("caller")
+    assert importer is not None and caller is not None
+    command = m.CreateAccount(account_id="initech", account_name="Initech")
+    refused = world.service.execute(command, caller)
+    assert refused.error is not None and refused.error.code == "forbidden"
+    assert refused.error.details["missing_grant"] == "admin|auditor|import"
+    assert world.service.execute(command, importer).ok
+    tier = m.ChangeAccountTier(account_id="initech", tier="enterprise")
+    assert world.service.execute(tier, importer).error is not None
