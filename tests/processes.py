@@ -64,6 +64,18 @@ def run_cli(home: Path, *args: str, timeout: float = 120) -> subprocess.Complete
     )
 
 
+def process_running(pid: int) -> bool:
+    """Alive and not a zombie (a test is often not the parent, so it cannot reap)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
     """SIGTERM and wait (SIGKILL after `timeout`)."""
     if process.poll() is None:

@@ -18,7 +18,7 @@ import pytest
 from commands import models as m
 from commands.service import CommandService
 from tests.faults.stream_checks import stream_position, wait_for_relay
-from tests.processes import kill, start_ticketing, stop, ticketing_env, wait_until
+from tests.processes import kill, process_running, start_ticketing, stop, ticketing_env, wait_until
 from tests.projection_checks import (
     analytics_process_position,
     build_from_scratch,
@@ -165,18 +165,6 @@ def child_pids(log: Path) -> list[tuple[str, int]]:
 
 def latest_pids(log: Path) -> dict[str, int]:
     return dict(child_pids(log))
-
-
-def process_running(pid: int) -> bool:
-    """Alive and not a zombie (this test's process is not the parent, so it cannot reap)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def open_tickets(service: CommandService, prefix: str, count: int) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.integration.test_home import not_private
-from tests.processes import stop, ticketing_env, wait_until
+from tests.processes import process_running, stop, ticketing_env, wait_until
 from tests.unit.test_cli import run_main
 from ticketing.nats_server import EmbeddedNats
 
@@ -49,17 +49,6 @@ def children(home: Path) -> dict[str, int]:
     """Each child of the serve on `home` and its PID, from the supervisor's state file."""
     state = json.loads((home / "logs" / "supervisor.json").read_text())
     return {c["name"]: c["pid"] for c in state["children"]}
-
-
-def running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def status(home: Path) -> tuple[int, dict[str, Any], str]:
@@ -154,9 +143,9 @@ def test_a_second_serve_on_a_served_home_is_refused_and_the_first_runs_on(
     )
     assert "nats-server" not in second.stdout
     # And the first one's server and children run on, untouched, and still project
-    assert running(nats_pid) and EmbeddedNats(home).pid() == nats_pid
+    assert process_running(nats_pid) and EmbeddedNats(home).pid() == nats_pid
     assert children(home) == before
-    assert all(running(pid) for pid in before.values())
+    assert all(process_running(pid) for pid in before.values())
     ok(home, "tag", tid, "still-served", "--as", "agent:ana")
     wait_until(
         lambda: "still-served" in run_main(home, "queue", "--json").stdout,
