@@ -1,5 +1,5 @@
-"""The README's security model is the code's: its tables are rendered from the one home of each
-rule, and an operator's principals file is read strictly."""
+"""The README's and docs/security.md's security model is the code's: their tables are rendered
+from the one home of each rule, and an operator's principals file is read strictly."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from ticketing.nats_roles import command_subject, inbox_prefix
 from ticketing.nats_server import EmbeddedNats
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+SECURITY_DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 
 
 def test_the_readme_permission_table_is_the_code_s() -> None:
@@ -25,6 +26,14 @@ def test_the_readme_permission_table_is_the_code_s() -> None:
 
 def test_the_readme_principals_table_is_the_code_s() -> None:
     assert principals_markdown() in README.read_text()
+
+
+def test_the_security_doc_s_permission_table_is_the_code_s() -> None:
+    assert table_markdown() in SECURITY_DOC.read_text()
+
+
+def test_the_security_doc_s_principals_table_is_the_code_s() -> None:
+    assert principals_markdown() in SECURITY_DOC.read_text()
 
 
 SERVICE = """
