@@ -106,8 +106,7 @@ class CommandService:
         except errors.TicketingError as error:
             return Reply.from_error(error)
         except Exception as error:  # the store failed: this command did not commit
-            log.warning("command %s failed in the store: %r", command.name, error)
-            return Reply.failure("store_unavailable", f"{type(error).__name__}: {error}")
+            return _store_failure(command, error)
 
     def execute_raw(
         self, name: str, payload: bytes | str | Mapping[str, Any], principal: Principal = LOCAL
@@ -421,7 +420,8 @@ def _as_principal(command: m.Command, principal: Principal) -> m.Command:
 
 
 def _store_failure(command: m.Command, error: Exception) -> Reply:
-    log.warning("command %s failed: %r", command.name, error)
+    """The store (or something below the domain) failed: this command did not commit."""
+    log.warning("command %s failed in the store: %r", command.name, error)
     return Reply.failure("store_unavailable", f"{type(error).__name__}: {error}")
 
 
