@@ -15,7 +15,7 @@ from nats.aio.client import Client
 
 from commands.models import Command
 from commands.replies import Reply
-from ticketing.nats_connect import (
+from ticketing.nats.connect import (
     ConnectionEvents,
     LoopThread,
     NatsEndpoint,
@@ -23,7 +23,7 @@ from ticketing.nats_connect import (
     connect,
     principal_of,
 )
-from ticketing.nats_roles import command_subject
+from ticketing.nats.roles import command_subject
 
 
 class ClientError(Exception):

@@ -19,9 +19,9 @@ from nats.micro.request import Request
 from nats.micro.service import Service
 
 from commands.models import COMMAND_TYPES, Command
-from commands.principals import Principal, Principals
 from commands.replies import Reply
 from commands.service import CommandService
+from ticketing.principals import Principal, Principals
 
 log = logging.getLogger(__name__)
 

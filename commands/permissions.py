@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from commands.principals import Principal
 from ticketing.domain.errors import ForbiddenError
 from ticketing.domain.values import Actor, ActorKind
+from ticketing.principals import Principal
 
 
 class Rule(StrEnum):

@@ -19,7 +19,6 @@ from pydantic import ValidationError as PydanticValidationError
 
 from commands import models as m
 from commands import permissions
-from commands.application import TicketingApplication
 from commands.command_log import (
     CommandRecord,
     command_record_id,
@@ -27,9 +26,7 @@ from commands.command_log import (
     fingerprint_differences,
     ticket_id_for,
 )
-from commands.erasure import erase_comment_text
 from commands.handlers import HANDLERS, Aggregate, check_version
-from commands.principals import LOCAL, Principal
 from commands.replies import Reply
 from ticketing.domain import errors
 from ticketing.domain.account import Account, account_uuid
@@ -44,7 +41,10 @@ from ticketing.domain.policies import (
 )
 from ticketing.domain.ticket import Ticket
 from ticketing.domain.values import DEFAULT_CATEGORIES, Actor, ActorKind
+from ticketing.principals import LOCAL, Principal
 from ticketing.sla.catalog import Pin
+from ticketing.store.application import TicketingApplication
+from ticketing.store.erasure import erase_comment_text
 
 DEFAULT_SLA_POLICY = "default"
 """The policy new tickets are measured against, once it is published."""

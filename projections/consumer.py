@@ -31,7 +31,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from projections.poison import ApplyFailure, apply_isolating, reason_of
 from projections.stream_event import StreamEvent
-from ticketing.nats_roles import STREAM
+from ticketing.nats.roles import STREAM
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from uuid import UUID
 
 from eventsourcing.utils import get_topic, resolve_topic
 
-from commands.application import TicketingApplication
-from commands.erasure import decode_state
 from ticketing.domain.events import NOT_PUBLISHED, PUBLISHED_EVENT_TYPES
+from ticketing.store.application import TicketingApplication
+from ticketing.store.erasure import decode_state
 
 PUBLISHED_TOPICS = tuple(get_topic(cls) for cls in PUBLISHED_EVENT_TYPES)
 """The stored records the relay publishes (and every rebuild reads), by topic."""

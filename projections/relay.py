@@ -23,10 +23,10 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 
-from commands.application import TicketingApplication
 from projections.payloads import PUBLISHED_TOPICS, stored_payload
 from ticketing.domain.events import AGGREGATE_KIND_OF, PUBLISHED_EVENT_TYPES
-from ticketing.nats_roles import STREAM
+from ticketing.nats.roles import STREAM
+from ticketing.store.application import TicketingApplication
 
 log = logging.getLogger(__name__)
 

@@ -8,19 +8,19 @@ checks exactly the bytes the chain was computed over."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from commands.application import TicketingApplication
-from commands.erasure import decode_state
 from projections.payloads import PUBLISHED_TOPICS
 from replay.checkpoint import Checkpoint, CheckpointLog, Digest, LogFinding, SignedHead
+from replay.stored_records import BATCH, stored_events
 from replay.stream import aggregate_rows
 from ticketing.domain.chain import GENESIS_HASH, commitment, event_hash
+from ticketing.store.application import TicketingApplication
+from ticketing.store.erasure import decode_state
 
-BATCH = 2000
 _PUBLISHED = frozenset(PUBLISHED_TOPICS)
 
 
@@ -202,19 +202,6 @@ def _compare_head(report: ChainReport, key: str, head: SignedHead, hashes: dict[
         )
 
 
-def stored_events(app: TicketingApplication, after: int = 0) -> Iterator[Any]:
-    """Every published event's stored record, in notification order."""
-    position = after
-    while True:
-        batch = app.recorder.select_notifications(
-            start=position + 1, limit=BATCH, topics=PUBLISHED_TOPICS, inclusive_of_start=True
-        )
-        if not batch:
-            return
-        yield from batch
-        position = batch[-1].id
-
-
 def verify_store(
     app: TicketingApplication,
     checkpoints: CheckpointLog | None = None,
@@ -243,31 +230,6 @@ def verify_store(
     for checkpoint in pending:
         _compare(report, checkpoint, digest, last_id)
     return verifier.finish()
-
-
-def stored_hashes(app: TicketingApplication, after: int = 0) -> Iterator[tuple[int, str, int, str]]:
-    """(notification id, aggregate id, version, stored event hash) of every published event
-    after notification `after`, in order: what a checkpoint signs."""
-    for record in stored_events(app, after):
-        yield (
-            record.id,
-            str(record.originator_id),
-            record.originator_version,
-            _stored_hash(app, record.state),
-        )
-
-
-_HASH_KEY = b'"event_hash":"'
-
-
-def _stored_hash(app: TicketingApplication, data: bytes) -> str:
-    """The stored `event_hash`, found in the JSON bytes when they are plain and name it once
-    (10x cheaper than decoding the event), else decoded."""
-    mapper = app.mapper
-    if not mapper.cipher and not mapper.compressor and data.count(_HASH_KEY) == 1:
-        start = data.index(_HASH_KEY) + len(_HASH_KEY)
-        return data[start : data.index(b'"', start)].decode()
-    return str(decode_state(app, data).get("event_hash", ""))
 
 
 def _compare(report: ChainReport, checkpoint: Checkpoint, digest: Digest, last_id: int) -> None:

@@ -28,10 +28,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from replay.stored_records import stored_hashes
 from ticketing.domain.chain import GENESIS_HASH
 
 if TYPE_CHECKING:
-    from commands.application import TicketingApplication
+    from ticketing.store.application import TicketingApplication
 
 READ_BLOCK = 1 << 20
 Heads = dict[str, list[Any]]
@@ -313,8 +314,6 @@ def write_checkpoint(app: TicketingApplication, log: CheckpointLog) -> Checkpoin
 
 
 def _next_checkpoint(app: TicketingApplication, last: Checkpoint | None) -> Checkpoint | None:
-    from replay.chain import stored_hashes
-
     digest, after = Digest(), 0
     if last is not None:
         digest, after = Digest(last.digest, last.events), last.notification_id

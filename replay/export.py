@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import IO, Any
 from uuid import UUID
 
-from commands.application import TicketingApplication
 from replay.history import history
 from replay.stream import aggregate_notification_ids, occurred_at, stream_batches
+from ticketing.store.application import TicketingApplication
 
 COLUMNS = (
     "notification_id",

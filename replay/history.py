@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from commands.application import TicketingApplication
 from projections.payloads import stored_payload
 from replay.errors import BeforeTicketExistedError, InvalidTimeError, VersionOutOfRangeError
 from replay.stream import aggregate_rows
 from ticketing.domain.errors import NotFoundError
 from ticketing.domain.events import TicketOpened
 from ticketing.domain.ticket import Ticket
+from ticketing.store.application import TicketingApplication
 
 
 def parse_time(text: str) -> datetime:

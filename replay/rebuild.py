@@ -12,7 +12,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from commands.application import TicketingApplication
 from projections.analytics.store import AnalyticsStore
 from projections.poison import apply_isolating, is_environmental, reason_of
 from projections.queue.store import QueueStore
@@ -23,6 +22,7 @@ from replay.rebuild_workers import (
 )
 from replay.stream import occurred_at, published_after, stream_batches
 from ticketing.domain.errors import TicketingError
+from ticketing.store.application import TicketingApplication
 
 Progress = Callable[[int], None]
 

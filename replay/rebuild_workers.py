@@ -29,11 +29,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from commands.application import TicketingApplication
 from projections.analytics.event_facts import EVENT_FACTS_SCHEMA, event_fact_batch
 from projections.stream_event import StreamEvent
 from replay.stream import published_between
 from ticketing.domain.errors import TicketingError
+from ticketing.store.application import TicketingApplication
 
 RANGE = 40_000
 """Notification ids per range: about 20,000 events where each command stores its record."""

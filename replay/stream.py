@@ -10,9 +10,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from commands.application import TicketingApplication
 from projections.payloads import PUBLISHED_TOPICS, stored_message, stored_payload
 from projections.stream_event import StreamEvent
+from ticketing.store.application import TicketingApplication
 
 BATCH = 20_000  # large batches: fewer transactions in the stores
 

@@ -14,13 +14,13 @@ from typing import Any
 
 import duckdb
 
-from commands.application import TicketingApplication
 from projections.analytics.store import AnalyticsStore
 from projections.poison import EventNotAppliedError, apply_isolating
 from projections.queue.queries import open_reader
 from projections.queue.store import QueueStore
 from replay.rebuild import published_count, rebuild_analytics, rebuild_queue
 from replay.stream import stream_batches
+from ticketing.store.application import TicketingApplication
 
 QUEUE_TABLES = {
     "queue_tickets": "ticket_id",

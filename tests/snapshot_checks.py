@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from enum import Enum
 from typing import Any
 
-from commands.snapshots import LazyList
+from ticketing.store.snapshots import LazyList
 
 
 def canonical(value: Any) -> Any:

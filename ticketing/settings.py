@@ -123,6 +123,21 @@ class Settings:
         return env
 
 
+def queue_path(settings: Settings) -> Path:
+    """The queue projection's SQLite file."""
+    return settings.home / "queue.sqlite"
+
+
+def analytics_path(settings: Settings) -> Path:
+    """The analytics projector's own DuckDB file (one writer, no readers)."""
+    return settings.home / "analytics.duckdb"
+
+
+def analytics_snapshot_path(settings: Settings) -> Path:
+    """The analysts' read-only copy of the analytics file."""
+    return settings.home / "analytics-snapshot.duckdb"
+
+
 def _seconds(env: Mapping[str, str], name: str, default: int) -> int:
     text = env.get(name, "").strip()
     if not text:

@@ -89,7 +89,6 @@ from eventsourcing.domain import Aggregate  # noqa: E402
 from commands import models as m  # noqa: E402
 from commands.command_log import ticket_id_for  # noqa: E402
 from commands.replies import Reply  # noqa: E402
-from ticketing.bootstrap import build_command_service  # noqa: E402
 from ticketing.domain.ticket import Ticket  # noqa: E402
 from ticketing.domain.values import (  # noqa: E402
     Actor,
@@ -99,6 +98,7 @@ from ticketing.domain.values import (  # noqa: E402
     Status,
     Visibility,
 )
+from ticketing.runtime.bootstrap import build_command_service  # noqa: E402
 from ticketing.settings import Settings  # noqa: E402
 
 AIM = 0.7

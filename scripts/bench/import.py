@@ -52,7 +52,6 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
 from commands import models as m  # noqa: E402
 from commands.replies import Reply  # noqa: E402
-from ticketing.bootstrap import build_command_service  # noqa: E402
 from ticketing.importing.mapping import load_mapping  # noqa: E402
 from ticketing.importing.runner import (  # noqa: E402
     DEFAULT_WINDOW,
@@ -61,6 +60,7 @@ from ticketing.importing.runner import (  # noqa: E402
     ProgressFile,
     progress_path,
 )
+from ticketing.runtime.bootstrap import build_command_service  # noqa: E402
 from ticketing.settings import Settings  # noqa: E402
 
 ROOT = Path(_HERE).parents[1]

@@ -108,11 +108,11 @@ from commands.command_log import ticket_id_for  # noqa: E402
 from commands.service import CommandService  # noqa: E402
 from projections.payloads import PUBLISHED_TOPICS  # noqa: E402
 from projections.relay import Relay  # noqa: E402
-from ticketing.bootstrap import build_application, build_command_service  # noqa: E402
 from ticketing.domain.values import ActorKind, SlaTier, Visibility  # noqa: E402
-from ticketing.nats_connect import NatsEndpoint, connect  # noqa: E402
-from ticketing.nats_roles import STREAM, read_credentials  # noqa: E402
-from ticketing.nats_server import EmbeddedNats  # noqa: E402
+from ticketing.nats.connect import NatsEndpoint, connect  # noqa: E402
+from ticketing.nats.roles import STREAM, read_credentials  # noqa: E402
+from ticketing.nats.server import EmbeddedNats  # noqa: E402
+from ticketing.runtime.bootstrap import build_application, build_command_service  # noqa: E402
 from ticketing.settings import Settings  # noqa: E402
 
 CASES = (1, 16, 64)
@@ -471,7 +471,7 @@ def profiled_service_main(output: Path, with_cprofile: bool) -> None:
     size, start and end of every `execute_many` group; with `--service-cprofile` also
     cProfile on the event loop (main thread) and on every group (worker thread). Written to
     OUT.* when SIGTERM stops the service."""
-    from ticketing import processes
+    from ticketing.runtime import processes
 
     loop_profiler = cProfile.Profile()
     store_profiler = cProfile.Profile()

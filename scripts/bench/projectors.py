@@ -141,14 +141,13 @@ from projections.queue.store import SCHEMA as QUEUE_SCHEMA  # noqa: E402
 from projections.queue.store import QueueStore, fold_ticket  # noqa: E402
 from projections.relay import VERSION_HEADER, Relay  # noqa: E402
 from projections.stream_event import StreamEvent  # noqa: E402
-from ticketing.bootstrap import build_application, build_command_service  # noqa: E402
-from ticketing.demo_day import support_day  # noqa: E402
+from ticketing.cli.demo_day import support_day  # noqa: E402
 from ticketing.domain.values import ActorKind, SlaTier, Visibility  # noqa: E402
-from ticketing.nats_connect import NatsEndpoint, connect  # noqa: E402
-from ticketing.nats_roles import STREAM, read_credentials  # noqa: E402
-from ticketing.nats_server import EmbeddedNats  # noqa: E402
-from ticketing.processes import queue_path  # noqa: E402
-from ticketing.settings import Settings  # noqa: E402
+from ticketing.nats.connect import NatsEndpoint, connect  # noqa: E402
+from ticketing.nats.roles import STREAM, read_credentials  # noqa: E402
+from ticketing.nats.server import EmbeddedNats  # noqa: E402
+from ticketing.runtime.bootstrap import build_application, build_command_service  # noqa: E402
+from ticketing.settings import Settings, queue_path  # noqa: E402
 
 AIM_CATCH_UP_RATIO = 0.5
 AIM_VISIBLE_P99_MS = 100.0

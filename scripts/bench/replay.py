@@ -127,7 +127,6 @@ import duckdb  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 import replay.rebuild as rebuild_module  # noqa: E402
-from commands.application import TicketingApplication, replay_events  # noqa: E402
 from commands.command_log import CommandRecord, ticket_id_for  # noqa: E402
 from projections.analytics.row_groups import ROW_GROUP_ROWS  # noqa: E402
 from projections.analytics.store import EVENT_FACTS, SCHEMA, AnalyticsStore  # noqa: E402
@@ -138,8 +137,7 @@ from replay.checkpoint import CheckpointLog, write_checkpoint  # noqa: E402
 from replay.history import history, ticket_as_of  # noqa: E402
 from replay.rebuild import rebuild_analytics, rebuild_queue  # noqa: E402
 from replay.stream import BATCH  # noqa: E402
-from ticketing.bootstrap import build_application  # noqa: E402
-from ticketing.demo_day import (  # noqa: E402
+from ticketing.cli.demo_day import (  # noqa: E402
     ACCOUNTS,
     CATEGORY_TEAM,
     CHANNELS,
@@ -158,7 +156,9 @@ from ticketing.domain.values import (  # noqa: E402
     Status,
     Visibility,
 )
+from ticketing.runtime.bootstrap import build_application  # noqa: E402
 from ticketing.settings import Settings  # noqa: E402
+from ticketing.store.application import TicketingApplication, replay_events  # noqa: E402
 
 AIM_REPLAY_MS = 10.0
 AIM_RATIO = 0.5

@@ -12,7 +12,7 @@ The default size is small on purpose: the analytics projector with SLA columns r
 hundred events/s here (2026-11), slower as its tables grow, and 2,000 tickets x 2 rounds keep
 the whole run within about three minutes on a 2-core machine.
 
-The history: two durable SQLite event stores (`ticketing.bootstrap.build_command_service`)
+The history: two durable SQLite event stores (`ticketing.runtime.bootstrap.build_command_service`)
 receive the same `--tickets` ticket stories through `CommandService.execute_many` (waves of
 128 tickets, one command per ticket per group, as `projectors.py` writes them): three accounts
 (standard, business, enterprise), then tickets opened over eight weeks from Monday
@@ -95,21 +95,22 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
 from commands import models as m  # noqa: E402
 from commands.command_log import ticket_id_for  # noqa: E402
+from commands.policy_publishing import publish_commands  # noqa: E402
 from commands.replies import Reply  # noqa: E402
 from commands.service import CommandService  # noqa: E402
 from projections.analytics.store import AnalyticsStore  # noqa: E402
 from projections.queue.store import QueueStore  # noqa: E402
 from projections.stream_event import StreamEvent  # noqa: E402
 from replay.stream import stream_batches  # noqa: E402
-from ticketing.automation.outbox import Action, AutomationStore, iso  # noqa: E402
-from ticketing.automation.sla_monitor import SlaMonitor  # noqa: E402
-from ticketing.bootstrap import build_command_service  # noqa: E402
 from ticketing.domain.events import AGGREGATE_KIND_OF  # noqa: E402
 from ticketing.domain.values import ActorKind, Priority, SlaTier, Status  # noqa: E402
+from ticketing.runtime.bootstrap import build_command_service  # noqa: E402
 from ticketing.settings import Settings  # noqa: E402
 from ticketing.sla.catalog import SlaCatalog  # noqa: E402
-from ticketing.sla.policy_file import load_policy_file, publish_commands  # noqa: E402
+from ticketing.sla.policy_file import load_policy_file  # noqa: E402
 from ticketing.sla.timeline import TicketSla  # noqa: E402
+from ticketing.workers.outbox import Action, AutomationStore, iso  # noqa: E402
+from ticketing.workers.sla_monitor import SlaMonitor  # noqa: E402
 
 POLICY_FILE = Path(_HERE).parents[1] / "mappings" / "sla.example.toml"
 GROUP = 128  # tickets per wave (distinct aggregates per execute_many group)

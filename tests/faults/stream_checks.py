@@ -19,13 +19,13 @@ import nats.errors
 import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from commands.application import TicketingApplication
 from commands.replies import Reply
 from projections.payloads import PUBLISHED_TOPICS
 from projections.relay import NOTIFICATION_HEADER, subject_for
-from ticketing.nats_connect import NatsUnavailableError, connect, resolve_endpoint
-from ticketing.nats_roles import STREAM
+from ticketing.nats.connect import NatsUnavailableError, connect, resolve_endpoint
+from ticketing.nats.roles import STREAM
 from ticketing.settings import Settings
+from ticketing.store.application import TicketingApplication
 
 STORE_SCAN_LIMIT = 10_000_000
 FETCH_BATCH = 1_000

@@ -21,7 +21,7 @@ from commands import models as m
 from commands.service import CommandService
 from tests.faults.stream_checks import check_invariant, stream_position
 from tests.processes import run_cli, stop, ticketing_env, wait_until
-from ticketing.bootstrap import build_command_service
+from ticketing.runtime.bootstrap import build_command_service
 from ticketing.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats, pytest.mark.slow]

@@ -26,10 +26,10 @@ from commands.replies import Reply
 from commands.service import CommandService
 from tests.faults.stream_checks import check_invariant, store_entries, wait_for_relay
 from tests.processes import kill, start_ticketing, stop
-from ticketing.bootstrap import build_command_service
-from ticketing.nats_connect import connect, resolve_endpoint
-from ticketing.nats_roles import STREAM
-from ticketing.nats_server import EmbeddedNats
+from ticketing.nats.connect import connect, resolve_endpoint
+from ticketing.nats.roles import STREAM
+from ticketing.nats.server import EmbeddedNats
+from ticketing.runtime.bootstrap import build_command_service
 from ticketing.settings import Settings
 
 # The embedded server's `Popen` handle is dropped while the server runs on (a reported bug,
@@ -44,7 +44,7 @@ pytestmark = [
 # server's accepted connections sit in TIME_WAIT on that port, and its free-port probe binds
 # without SO_REUSEADDR, so it calls the port taken and moves to a new one (nats-server itself
 # could bind: Go sets SO_REUSEADDR). These tests fail there until that is fixed.
-SAME_PORT_NOTE = "ticketing/nats_server.py: EmbeddedNats.prepare() and _port_is_free()"
+SAME_PORT_NOTE = "ticketing/nats/server.py: EmbeddedNats.prepare() and _port_is_free()"
 ACCOUNT = "acme"
 AGENT = m.ActorModel(kind="agent", id="ana")
 

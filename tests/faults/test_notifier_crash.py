@@ -18,7 +18,7 @@ import pytest
 from commands import models as m
 from tests.integration.test_notifier import AGENT, SmtpSink, WebhookReceiver, stack
 from tests.processes import wait_until
-from ticketing.notify.senders import message_id
+from ticketing.workers.notify.senders import message_id
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats, pytest.mark.slow]
 

@@ -20,9 +20,9 @@ from commands.service import CommandService
 from projections.relay import NOTIFICATION_HEADER, TYPE_HEADER
 from tests.faults.stream_checks import last_store_notification_id, stream_position, wait_for_relay
 from tests.processes import kill, run_cli, start_ticketing, stop, wait_until
-from ticketing.bootstrap import build_command_service
-from ticketing.nats_connect import connect, resolve_endpoint
-from ticketing.nats_roles import STREAM
+from ticketing.nats.connect import connect, resolve_endpoint
+from ticketing.nats.roles import STREAM
+from ticketing.runtime.bootstrap import build_command_service
 from ticketing.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats, pytest.mark.slow]

@@ -28,10 +28,9 @@ from tests.projection_checks import (
     last_sequence,
     queue_file_position,
 )
-from ticketing.bootstrap import build_command_service
-from ticketing.nats_server import EmbeddedNats
-from ticketing.processes import analytics_path, queue_path
-from ticketing.settings import Settings
+from ticketing.nats.server import EmbeddedNats
+from ticketing.runtime.bootstrap import build_command_service
+from ticketing.settings import Settings, analytics_path, queue_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats, pytest.mark.slow]
 
@@ -50,8 +49,8 @@ def start_writer(home: Path) -> subprocess.Popen[bytes]:
     script = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from ticketing.bootstrap import build_command_service\n"
-        "from ticketing.demo_day import support_day\n"
+        "from ticketing.runtime.bootstrap import build_command_service\n"
+        "from ticketing.cli.demo_day import support_day\n"
         "from ticketing.settings import Settings\n"
         "service = build_command_service(Settings(home=Path(sys.argv[1])))\n"
         "print(support_day(service.execute, tickets=int(sys.argv[2]), seed=int(sys.argv[3])))\n"

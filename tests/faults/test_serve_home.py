@@ -17,7 +17,7 @@ import pytest
 from tests.integration.test_home import not_private
 from tests.processes import process_running, stop, ticketing_env, wait_until
 from tests.unit.test_cli import run_main
-from ticketing.nats_server import EmbeddedNats
+from ticketing.nats.server import EmbeddedNats
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats, pytest.mark.slow]
 

@@ -16,7 +16,7 @@ from commands import models as m
 from commands.service import CommandService
 from replay.stream import stream_batches
 from tests.processes import kill, start_ticketing, stop, wait_until
-from ticketing.bootstrap import build_command_service
+from ticketing.runtime.bootstrap import build_command_service
 from ticketing.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats]

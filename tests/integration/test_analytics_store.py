@@ -755,8 +755,8 @@ def test_the_bulk_rebuild_path_ends_in_exactly_the_rows_of_batch_by_batch_applie
     monkeypatch.setattr("projections.analytics.row_groups.SHORTEST_TAIL", 30)
     # Given a realistic day in the event store, read as the stream
     from replay.stream import stream_batches
-    from ticketing.bootstrap import build_command_service
-    from ticketing.demo_day import support_day
+    from ticketing.cli.demo_day import support_day
+    from ticketing.runtime.bootstrap import build_command_service
     from ticketing.settings import Settings
 
     service = build_command_service(Settings(home=tmp_path / "home"))

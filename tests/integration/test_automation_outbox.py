@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from projections.stream_event import StreamEvent
-from ticketing.automation.outbox import Action, AutomationStore, OutboxItem
-from ticketing.automation.runner import AutomationLoop, RetryLater
+from ticketing.workers.outbox import Action, AutomationStore, OutboxItem
+from ticketing.workers.runner import AutomationLoop, RetryLater
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 

@@ -13,8 +13,8 @@ from click.testing import Result
 
 from replay.rebuild import published_count
 from tests.unit.test_cli import Cli, run_main, store_position
-from ticketing.bootstrap import build_application
-from ticketing.cli_context import CliError
+from ticketing.cli.context import CliError
+from ticketing.runtime.bootstrap import build_application
 from ticketing.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -13,10 +13,10 @@ from uuid import UUID, uuid4
 import pytest
 
 from commands import models as m
-from commands.principals import Principal, Principals
 from commands.replies import Reply
 from commands.service import CommandService
-from ticketing.bootstrap import build_command_service
+from ticketing.principals import Principal, Principals
+from ticketing.runtime.bootstrap import build_command_service
 from ticketing.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ import pytest
 from commands import models as m
 from commands.replies import Reply
 from commands.service import CommandService
-from ticketing.bootstrap import build_command_service
+from ticketing.runtime.bootstrap import build_command_service
 from ticketing.settings import Settings
 
 pytestmark = pytest.mark.integration

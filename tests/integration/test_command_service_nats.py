@@ -39,14 +39,14 @@ from commands.service import CommandService
 from projections.payloads import PUBLISHED_TOPICS
 from tests.conftest import missing_dependency
 from tests.processes import start_ticketing, stop, wait_until
-from ticketing.bootstrap import build_application
-from ticketing.nats_connect import LoopThread, NatsEndpoint, connect, resolve_endpoint
-from ticketing.nats_roles import STREAM, command_subject
-from ticketing.nats_server import EmbeddedNats, NatsServerError
+from ticketing.nats.connect import LoopThread, NatsEndpoint, connect, resolve_endpoint
+from ticketing.nats.roles import STREAM, command_subject
+from ticketing.nats.server import EmbeddedNats, NatsServerError
+from ticketing.runtime.bootstrap import build_application
+from ticketing.runtime.status import discover_processes
 from ticketing.settings import Settings
-from ticketing.status import discover_processes
 
-# ticketing/nats_server.py drops the nats-server `Popen` handle while the server runs on
+# ticketing/nats/server.py drops the nats-server `Popen` handle while the server runs on
 # (reported; pinned in test_nats_roles.py); only that warning is ignored here.
 pytestmark = [
     pytest.mark.integration,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.test_cli import Cli, open_new_ticket, run_main
-from ticketing.cli_context import CliError
+from ticketing.cli.context import CliError
 from ticketing.home import HomeNotFoundError, serve_lock, serving_pid
 
 pytestmark = pytest.mark.integration

@@ -24,11 +24,11 @@ from hypothesis import strategies as st
 
 from commands import models as m
 from commands.client import REJECTIONS, ForbiddenError, TicketingClient
-from commands.principals import BUILT_IN
 from commands.replies import Reply
 from tests.processes import start_ticketing, stop, wait_until
-from ticketing.bootstrap import build_application
-from ticketing.nats_connect import LoopThread, resolve_endpoint
+from ticketing.nats.connect import LoopThread, resolve_endpoint
+from ticketing.principals import BUILT_IN
+from ticketing.runtime.bootstrap import build_application
 from ticketing.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats, pytest.mark.slow]

@@ -30,12 +30,11 @@ from tests.conftest import IN_CI, missing_dependency
 from tests.faults.stream_checks import last_store_notification_id, wait_for_relay
 from tests.processes import start_ticketing, stop, wait_until
 from tests.projection_checks import last_sequence
-from ticketing.bootstrap import build_command_service
 from ticketing.importing.mapping import load_mapping
 from ticketing.importing.runner import ImportRunner, ProgressFile, progress_path
-from ticketing.nats_server import EmbeddedNats, NatsServerError
-from ticketing.processes import analytics_snapshot_path
-from ticketing.settings import Settings
+from ticketing.nats.server import EmbeddedNats, NatsServerError
+from ticketing.runtime.bootstrap import build_command_service
+from ticketing.settings import Settings, analytics_snapshot_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats, pytest.mark.slow]
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from projections.relay import Relay
-from ticketing.bootstrap import build_command_service
-from ticketing.demo_day import support_day
-from ticketing.nats_connect import connect, resolve_endpoint
-from ticketing.nats_roles import STREAM
-from ticketing.nats_server import EmbeddedNats, NatsServerError
+from ticketing.cli.demo_day import support_day
+from ticketing.nats.connect import connect, resolve_endpoint
+from ticketing.nats.roles import STREAM
+from ticketing.nats.server import EmbeddedNats, NatsServerError
+from ticketing.runtime.bootstrap import build_command_service
 from ticketing.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats]

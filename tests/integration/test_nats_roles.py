@@ -20,12 +20,12 @@ from commands import models as m
 from commands.client import ForbiddenError, SyncTicketingClient
 from projections.relay import stream_config
 from tests.conftest import missing_dependency
-from ticketing.nats_connect import ConnectionEvents, NatsEndpoint, connect, resolve_endpoint
-from ticketing.nats_roles import STREAM, command_subject
-from ticketing.nats_server import EmbeddedNats, NatsServerError
+from ticketing.nats.connect import ConnectionEvents, NatsEndpoint, connect, resolve_endpoint
+from ticketing.nats.roles import STREAM, command_subject
+from ticketing.nats.server import EmbeddedNats, NatsServerError
 from ticketing.settings import Settings
 
-# ticketing/nats_server.py drops the nats-server `Popen` handle while the server runs on, so
+# ticketing/nats/server.py drops the nats-server `Popen` handle while the server runs on, so
 # every `nats_home` set-up raises "ResourceWarning: subprocess N is still running" (a reported
 # bug, pinned by the last test of this module); only that warning is ignored here.
 pytestmark = [

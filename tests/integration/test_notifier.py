@@ -26,13 +26,12 @@ from aiosmtpd.controller import Controller
 from commands import models as m
 from commands.client import SyncTicketingClient
 from tests.processes import start_ticketing, stop, wait_until
-from ticketing.automation.outbox import OutboxItem
-from ticketing.automation.runner import RetryLater
-from ticketing.nats_connect import resolve_endpoint
-from ticketing.notify.channels import channel_deliverer
-from ticketing.notify.config import SmtpConfig, parse_notifier_config
-from ticketing.notify.messages import reference
-from ticketing.notify.senders import (
+from ticketing.nats.connect import resolve_endpoint
+from ticketing.settings import Settings
+from ticketing.workers.notify.channels import channel_deliverer
+from ticketing.workers.notify.config import SmtpConfig, parse_notifier_config
+from ticketing.workers.notify.messages import reference
+from ticketing.workers.notify.senders import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -42,7 +41,8 @@ from ticketing.notify.senders import (
     post_webhook,
     verify_signature,
 )
-from ticketing.settings import Settings
+from ticketing.workers.outbox import OutboxItem
+from ticketing.workers.runner import RetryLater
 
 pytestmark = [pytest.mark.integration]
 

@@ -19,9 +19,9 @@ from commands import models as m
 from commands.service import CommandService
 from replay.rebuild import published_count
 from tests.processes import run_cli
-from ticketing.bootstrap import build_command_service
 from ticketing.domain.ticket import Ticket
 from ticketing.domain.values import Actor, ActorKind
+from ticketing.runtime.bootstrap import build_command_service
 from ticketing.settings import Settings
 
 pytestmark = [pytest.mark.integration]

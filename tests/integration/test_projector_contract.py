@@ -43,10 +43,9 @@ from tests.projection_checks import (
     request,
     run_projector,
 )
-from ticketing.demo_day import ACCOUNTS, TEAMS
-from ticketing.nats_server import EmbeddedNats, NatsServerError
-from ticketing.processes import analytics_snapshot_path, queue_path
-from ticketing.settings import Settings
+from ticketing.cli.demo_day import ACCOUNTS, TEAMS
+from ticketing.nats.server import EmbeddedNats, NatsServerError
+from ticketing.settings import Settings, analytics_snapshot_path, queue_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats]
 
@@ -604,12 +603,9 @@ def test_the_cli_reads_kpis_and_sql_from_the_snapshot_while_the_projector_runs(
     assert_alive(running)
 
 
-# BUG (reported): under `python -m ticketing.cli` the CLI module is `__main__`, while
-# ticketing/cli_analytics.py `snapshot_path()` imports `ticketing.cli.Context` (a second copy of
-# the module) and looks that class up in the click context, finds nothing, and raises
-# "analytics commands need the ticketing CLI context" (internal_error, exit 3). The console
-# script imports `ticketing.cli` itself, so only the `-m` form (the one `if __name__ ==
-# "__main__"` offers, and the one tests/processes.py and the supervisor use) is broken.
+# `python -m ticketing.cli` (what tests/processes.py and the supervisor run) goes through
+# ticketing/cli/__main__.py to the same click group as the console script, so the analyst
+# commands, which look the CLI context up by class, find it either way.
 @pytest.mark.parametrize(
     "args",
     [("sql", "SELECT count(*) AS n FROM ticket_facts", "--json"), ("kpi", "--json")],

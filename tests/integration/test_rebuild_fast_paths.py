@@ -15,14 +15,14 @@ from uuid import UUID, uuid4
 import pytest
 
 from commands import models as m
-from commands.erasure import encode_state
 from commands.service import CommandService
 from projections.payloads import stored_message, stored_payload
 from projections.queue.store import QueueStore
 from replay.stream import _library_rows, _sqlite_rows, stream_batches
-from ticketing.bootstrap import build_command_service
-from ticketing.demo_day import support_day
+from ticketing.cli.demo_day import support_day
+from ticketing.runtime.bootstrap import build_command_service
 from ticketing.settings import Settings
+from ticketing.store.erasure import encode_state
 
 pytestmark = pytest.mark.integration
 

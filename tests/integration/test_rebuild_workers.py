@@ -17,7 +17,7 @@ from uuid import UUID
 import pytest
 
 from commands import models as m
-from commands.application import TicketingApplication
+from commands.policy_publishing import publish_commands
 from projections.analytics import row_groups
 from projections.analytics.store import AnalyticsStore
 from replay import rebuild_workers
@@ -27,10 +27,11 @@ from replay.stream import published_after
 from tests.integration.test_rebuild_fast_paths import TRICKY_BODIES
 from tests.integration.test_schema_evolution import FIXTURE as V1_STORE
 from tests.projection_checks import Tables, dump
-from ticketing.bootstrap import build_application, build_command_service
-from ticketing.demo_day import DEMO_DAY, support_day
+from ticketing.cli.demo_day import DEMO_DAY, support_day
+from ticketing.runtime.bootstrap import build_application, build_command_service
 from ticketing.settings import Settings
-from ticketing.sla.policy_file import load_policy_file, publish_commands
+from ticketing.sla.policy_file import load_policy_file
+from ticketing.store.application import TicketingApplication
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,6 @@ from uuid import UUID
 import pytest
 
 from commands import models as m
-from commands.erasure import decode_state
 from commands.replies import Reply
 from commands.service import CommandService
 from projections.analytics.store import AnalyticsStore
@@ -22,9 +21,10 @@ from replay.checkpoint import CheckpointLog, write_checkpoint
 from replay.history import history
 from replay.stream import stream_batches
 from replay.verify import verify_analytics
-from ticketing.bootstrap import build_command_service
-from ticketing.demo_day import support_day
+from ticketing.cli.demo_day import support_day
+from ticketing.runtime.bootstrap import build_command_service
 from ticketing.settings import Settings
+from ticketing.store.erasure import decode_state
 
 pytestmark = pytest.mark.integration
 

@@ -22,12 +22,12 @@ from commands.replies import Reply
 from commands.service import CommandService
 from projections.wire import parse_event_message
 from tests.processes import start_ticketing, stop, ticketing_env, wait_until
-from ticketing.bootstrap import build_command_service
-from ticketing.nats_connect import NatsEndpoint, connect, resolve_endpoint
-from ticketing.nats_roles import STREAM
+from ticketing.nats.connect import NatsEndpoint, connect, resolve_endpoint
+from ticketing.nats.roles import STREAM
+from ticketing.runtime.bootstrap import build_command_service
 from ticketing.settings import Settings
 
-# ticketing/nats_server.py drops the nats-server `Popen` handle while the server runs on
+# ticketing/nats/server.py drops the nats-server `Popen` handle while the server runs on
 # (reported; pinned in test_nats_roles.py); only that warning is ignored here.
 pytestmark = [
     pytest.mark.integration,

@@ -10,10 +10,10 @@ import pytest
 
 from projections.payloads import PUBLISHED_TOPICS
 from projections.relay import NOTIFICATION_HEADER, Relay
-from ticketing.bootstrap import build_command_service
-from ticketing.demo_day import support_day
-from ticketing.nats_connect import connect, resolve_endpoint
-from ticketing.nats_roles import STREAM
+from ticketing.cli.demo_day import support_day
+from ticketing.nats.connect import connect, resolve_endpoint
+from ticketing.nats.roles import STREAM
+from ticketing.runtime.bootstrap import build_command_service
 from ticketing.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats, pytest.mark.postgres]

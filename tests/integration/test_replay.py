@@ -21,18 +21,18 @@ from uuid import UUID, uuid4
 import pyarrow.parquet as pq
 import pytest
 
-from commands.application import TicketingApplication
 from commands.command_log import ticket_id_for
 from projections.payloads import PUBLISHED_TOPICS
 from projections.queue.queries import QueueQuery, list_queue, open_reader
 from projections.queue.store import QueueStore
 from replay.stream import occurred_at, stream_batches
 from tests.builders import replayed
-from ticketing.bootstrap import build_application, build_command_service
-from ticketing.demo_day import ACCOUNTS, support_day
+from ticketing.cli.demo_day import ACCOUNTS, support_day
 from ticketing.domain.account import account_uuid
 from ticketing.domain.chain import GENESIS_HASH
+from ticketing.runtime.bootstrap import build_application, build_command_service
 from ticketing.settings import Settings
+from ticketing.store.application import TicketingApplication
 
 pytestmark = pytest.mark.integration
 

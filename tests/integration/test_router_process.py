@@ -18,9 +18,8 @@ from commands import models as m
 from commands.client import SyncTicketingClient
 from projections.queue.queries import QueueQuery, list_queue, open_reader
 from tests.processes import start_ticketing, stop, wait_until
-from ticketing.nats_connect import resolve_endpoint
-from ticketing.processes import queue_path
-from ticketing.settings import Settings
+from ticketing.nats.connect import resolve_endpoint
+from ticketing.settings import Settings, queue_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats]
 

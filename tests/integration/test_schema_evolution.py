@@ -21,8 +21,8 @@ from replay.chain import verify_store
 from replay.history import ticket_as_of
 from replay.rebuild import rebuild_analytics, rebuild_queue
 from tests.builders import replayed
-from ticketing.bootstrap import build_command_service
 from ticketing.domain.events import TicketRated
+from ticketing.runtime.bootstrap import build_command_service
 from ticketing.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ from commands import models as m
 from commands.service import CommandService
 from projections.stream_event import StreamEvent
 from replay.stream import stream_batches
-from ticketing.automation.outbox import AutomationStore
-from ticketing.automation.sla_monitor import SlaMonitor
+from ticketing.workers.outbox import AutomationStore
+from ticketing.workers.sla_monitor import SlaMonitor
 
 MONDAY_9 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 AGENT = {"kind": "agent", "id": "ana"}

@@ -178,7 +178,7 @@ def test_the_sla_report_reads_the_analysts_snapshot(
     service: CommandService, tmp_path: Path
 ) -> None:
     from projections.analytics.sla import sla_achievement
-    from ticketing.cli_sla import sla_report, sla_report_table
+    from ticketing.cli.sla import sla_report, sla_report_table
 
     store = AnalyticsStore(tmp_path / "live.duckdb")
     store.apply(events(service))

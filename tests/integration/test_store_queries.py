@@ -9,12 +9,12 @@ from uuid import UUID
 import pytest
 
 from commands import models as m
-from commands.application import TicketingApplication
 from projections.payloads import PUBLISHED_TOPICS
 from replay.stream import aggregate_notification_ids, published_after
-from ticketing.bootstrap import build_command_service
-from ticketing.demo_day import support_day
+from ticketing.cli.demo_day import support_day
+from ticketing.runtime.bootstrap import build_command_service
 from ticketing.settings import Settings
+from ticketing.store.application import TicketingApplication
 
 pytestmark = pytest.mark.integration
 

@@ -22,15 +22,15 @@ import pytest
 
 from commands import models as m
 from commands.command_log import ticket_id_for
-from commands.erasure import decode_state, encode_state
 from commands.service import CommandService
 from replay.chain import ChainReport, verify_aggregate, verify_store
 from replay.checkpoint import Checkpoint, CheckpointLog, write_checkpoint
 from replay.history import history
-from ticketing.bootstrap import build_command_service
-from ticketing.demo_day import support_day
+from ticketing.cli.demo_day import support_day
 from ticketing.domain.chain import event_hash
+from ticketing.runtime.bootstrap import build_command_service
 from ticketing.settings import Settings
+from ticketing.store.erasure import decode_state, encode_state
 
 pytestmark = pytest.mark.integration
 

@@ -15,17 +15,17 @@ from uuid import UUID
 import pytest
 
 from commands import models as m
-from commands.application import replay_events
 from commands.replies import Reply
 from commands.service import CommandService
-from commands.snapshots import CODE_KEY, TicketSnapshot, replace_snapshot
 from replay.chain import verify_store
 from replay.history import ticket_as_of
 from tests.snapshot_checks import canonical_state
-from ticketing.bootstrap import build_command_service
 from ticketing.domain.ticket import Ticket
 from ticketing.domain.values import Actor, ActorKind
+from ticketing.runtime.bootstrap import build_command_service
 from ticketing.settings import Settings
+from ticketing.store.application import replay_events
+from ticketing.store.snapshots import CODE_KEY, TicketSnapshot, replace_snapshot
 
 pytestmark = pytest.mark.integration
 

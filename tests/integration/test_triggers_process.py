@@ -15,16 +15,16 @@ from uuid import UUID
 import pytest
 
 from commands import models as m
-from commands.application import TicketingApplication
 from commands.client import SyncTicketingClient
 from tests.faults.stream_checks import wait_for_relay
 from tests.processes import kill, start_ticketing, stop, wait_until
 from tests.projection_checks import last_sequence
-from ticketing.automation import MAX_CASCADE_DEPTH
-from ticketing.bootstrap import build_application
 from ticketing.domain.events import event_payload
-from ticketing.nats_connect import resolve_endpoint
+from ticketing.nats.connect import resolve_endpoint
+from ticketing.runtime.bootstrap import build_application
 from ticketing.settings import Settings
+from ticketing.store.application import TicketingApplication
+from ticketing.workers import MAX_CASCADE_DEPTH
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats]
 

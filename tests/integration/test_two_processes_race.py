@@ -16,7 +16,7 @@ import pytest
 
 from commands import models as m
 from commands.service import CommandService
-from ticketing.bootstrap import build_command_service
+from ticketing.runtime.bootstrap import build_command_service
 from ticketing.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 WRITER = """
 import json, sys, time
 from pathlib import Path
-from ticketing.bootstrap import build_command_service
+from ticketing.runtime.bootstrap import build_command_service
 from ticketing.settings import Settings
 
 spec = json.loads(sys.argv[1])

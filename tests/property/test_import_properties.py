@@ -30,9 +30,9 @@ from tests.unit.test_importing import (
     run_import,
     write,
 )
-from ticketing.bootstrap import build_command_service
 from ticketing.importing.mapping import ImportMapping, load_mapping
 from ticketing.importing.runner import ProgressFile
+from ticketing.runtime.bootstrap import build_command_service
 from ticketing.settings import Settings
 
 CASES = ["C1", "C2", "C3"]

@@ -18,13 +18,13 @@ from commands import models as m
 from commands.service import CommandService
 from projections.stream_event import StreamEvent
 from replay.stream import stream_batches
-from ticketing.automation.outbox import AutomationStore
-from ticketing.automation.sla_monitor import SlaMonitor
-from ticketing.bootstrap import build_command_service
 from ticketing.domain.sla_policy import ClockState, SlaClock
+from ticketing.runtime.bootstrap import build_command_service
 from ticketing.settings import Settings
 from ticketing.sla.catalog import SlaCatalog
 from ticketing.sla.timeline import TicketSla, all_clocks
+from ticketing.workers.outbox import AutomationStore
+from ticketing.workers.sla_monitor import SlaMonitor
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 AGENT = {"kind": "agent", "id": "ana"}

@@ -11,11 +11,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import rule
 
-from commands.application import TicketingApplication
-from commands.snapshots import LazyList, TicketSnapshot, bind_lazy_lists
 from tests.builders import replayed
 from tests.property.test_ticket_lifecycle import TicketMachine, Tracked
 from tests.snapshot_checks import canonical_state
+from ticketing.store.application import TicketingApplication
+from ticketing.store.snapshots import LazyList, TicketSnapshot, bind_lazy_lists
 
 APP = TicketingApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
 

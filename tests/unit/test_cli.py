@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from commands.models import MAX_BODY_BYTES, MAX_SUBJECT_CHARS
-from ticketing.bootstrap import build_application
-from ticketing.cli import CliError, cli
+from ticketing.cli.app import CliError, cli
+from ticketing.runtime.bootstrap import build_application
 from ticketing.settings import Settings
 
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}

@@ -11,8 +11,8 @@ from click.testing import CliRunner, Result
 
 from projections.analytics.store import AnalyticsStore
 from tests.integration.test_analytics_store import scenario
-from ticketing.cli import CliError, Context
-from ticketing.cli_analytics import LIVE_NAME, NO_SNAPSHOT, SNAPSHOT_NAME, kpi_table, register
+from ticketing.cli.analytics import LIVE_NAME, NO_SNAPSHOT, SNAPSHOT_NAME, kpi_table, register
+from ticketing.cli.app import CliError, Context
 from ticketing.settings import Settings
 
 

@@ -19,7 +19,6 @@ import pytest
 from commands import models as m
 from commands.replies import Reply
 from commands.service import CommandService
-from ticketing.bootstrap import build_command_service
 from ticketing.domain.events import event_payload
 from ticketing.importing.mapping import ImportMapping, MappingError, load_mapping
 from ticketing.importing.plan import case_ticket_id
@@ -30,6 +29,7 @@ from ticketing.importing.runner import (
     ProgressFile,
     progress_path,
 )
+from ticketing.runtime.bootstrap import build_command_service
 from ticketing.settings import Settings
 
 SNAPSHOT_MAPPING = """

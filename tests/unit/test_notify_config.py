@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from ticketing.notify.config import (
+from ticketing.settings import Settings
+from ticketing.workers.notify.config import (
     CUSTOMER_EVENTS,
     NotifierConfigError,
     load_notifier_config,
     load_notifier_file,
 )
-from ticketing.settings import Settings
 
 EXAMPLE = Path(__file__).parents[2] / "mappings" / "notifier.example.toml"
 SMTP = '[smtp]\nhost = "127.0.0.1"\nport = 2525\nsender = "support@example.com"\n'

@@ -17,10 +17,10 @@ from commands import models as m
 from commands.service import CommandService
 from projections.stream_event import StreamEvent
 from replay.stream import stream_batches
-from ticketing.automation.outbox import AutomationStore, OutboxItem
-from ticketing.automation.runner import AutomationLoop, Deliver
-from ticketing.notify.config import NotifierConfig, parse_notifier_config
-from ticketing.notify.process import Notifier, OutboxReader, notifier_deliverers
+from ticketing.workers.notify.config import NotifierConfig, parse_notifier_config
+from ticketing.workers.notify.process import Notifier, OutboxReader, notifier_deliverers
+from ticketing.workers.outbox import AutomationStore, OutboxItem
+from ticketing.workers.runner import AutomationLoop, Deliver
 
 AGENT = m.ActorModel(kind="agent", id="ana")
 CUSTOMER = m.ActorModel(kind="customer", id="bob@acme.example")

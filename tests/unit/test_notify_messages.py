@@ -10,8 +10,8 @@ import pytest
 
 from commands import models as m
 from commands.service import CommandService
-from ticketing.notify.config import CUSTOMER_EVENTS, CustomerConfig, WebhookConfig
-from ticketing.notify.messages import (
+from ticketing.workers.notify.config import CUSTOMER_EVENTS, CustomerConfig, WebhookConfig
+from ticketing.workers.notify.messages import (
     Email,
     TicketFacts,
     customer_emails,

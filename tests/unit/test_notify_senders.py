@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from ticketing.notify.senders import (
+from ticketing.workers.notify.senders import (
     build_email,
     message_id,
     sign,

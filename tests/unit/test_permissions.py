@@ -13,12 +13,12 @@ from uuid import UUID
 import pytest
 
 from commands import models as m
-from commands.application import TicketingApplication
 from commands.permissions import READ_TICKET, TABLE, Rule, may_read
-from commands.principals import BUILT_IN, LOCAL, Principal, Principals
 from commands.replies import Reply
 from commands.service import CommandService, ownership_of
 from ticketing.domain.values import Actor, ActorKind
+from ticketing.principals import BUILT_IN, LOCAL, Principal, Principals
+from ticketing.store.application import TicketingApplication
 
 CUSTOMER_ID = "bob@acme.example"
 ACTOR_IDS = {
@@ -272,7 +272,7 @@ def test_reading_a_ticket_follows_the_same_table() -> None:
 
 
 def test_every_built_in_principal_has_a_nats_role() -> None:
-    from ticketing.nats_roles import permissions_for
+    from ticketing.nats.roles import permissions_for
 
     for each in BUILT_IN:
         assert permissions_for(each).publish, each.name

@@ -16,15 +16,15 @@ import pytest
 
 from projections.queue.store import QueueStore
 from projections.stream_event import StreamEvent
-from ticketing.automation.outbox import AutomationStore
-from ticketing.automation.router import RouterWorker
-from ticketing.automation.routing_config import (
+from ticketing.domain.agent import agent_uuid
+from ticketing.workers.outbox import AutomationStore
+from ticketing.workers.router import RouterWorker
+from ticketing.workers.routing_config import (
     RoutingConfig,
     RoutingConfigError,
     load_routing,
     parse_routing,
 )
-from ticketing.domain.agent import agent_uuid
 
 EXAMPLE = Path(__file__).parents[2] / "mappings" / "routing.example.toml"
 AT = "2026-03-02T09:00:00+00:00"

@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from commands.permissions import table_markdown
-from commands.principals import PrincipalError, Principals, principals_markdown
-from ticketing.cli import cli
-from ticketing.cli_context import CliError
-from ticketing.nats_roles import command_subject, inbox_prefix
-from ticketing.nats_server import EmbeddedNats
+from ticketing.cli.app import cli
+from ticketing.cli.context import CliError
+from ticketing.nats.roles import command_subject, inbox_prefix
+from ticketing.nats.server import EmbeddedNats
+from ticketing.principals import PrincipalError, Principals, principals_markdown
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SECURITY_DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from commands.application import replay_events
 from tests.builders import (
     AGENT,
     AUTOMATION,
@@ -47,6 +46,7 @@ from ticketing.domain.events import (
 from ticketing.domain.status_rules import ALLOWED_TRANSITIONS
 from ticketing.domain.ticket import Ticket
 from ticketing.domain.values import Actor, ActorKind, Channel, Priority, Status, Visibility
+from ticketing.store.application import replay_events
 
 Command = Callable[[Ticket], None]
 

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from projections.stream_event import StreamEvent
-from ticketing.automation import parse_rules
-from ticketing.automation.outbox import AutomationStore
-from ticketing.automation.trigger_worker import TriggerWorker, run
-from ticketing.automation.triggers import load_rules
-from ticketing.cli_context import CliError
 from ticketing.settings import Settings
+from ticketing.workers import parse_rules
+from ticketing.workers.outbox import AutomationStore
+from ticketing.workers.runner import WorkerConfigError
+from ticketing.workers.trigger_worker import TriggerWorker, run
+from ticketing.workers.triggers import load_rules
 
 EXAMPLE = Path(__file__).parents[2] / "mappings" / "triggers.example.toml"
 TICKET = "4cd73e7a-8d23-54bd-9edc-cb342a22bfec"
@@ -254,7 +254,7 @@ def test_a_bad_rules_file_is_one_clear_error(tmp_path: Path) -> None:
     rules.write_text('[[rules]]\nid = "x"\non = "TicketExploded"\nthen.tag = ["a"]\n')
     settings = Settings(home=tmp_path / "home", triggers_file=rules)
     # When
-    with pytest.raises(CliError) as raised:
+    with pytest.raises(WorkerConfigError) as raised:
         asyncio.run(run(settings, asyncio.Event(), print))
     # Then
     assert raised.value.code == "invalid_rules"

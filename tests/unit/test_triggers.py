@@ -13,7 +13,8 @@ import pytest
 from commands import models as m
 from commands.service import CommandService
 from projections.queue.store import fold_ticket
-from ticketing.automation import (
+from ticketing.domain.values import DEFAULT_CATEGORIES
+from ticketing.workers import (
     MAX_CASCADE_DEPTH,
     Notification,
     Outcome,
@@ -23,8 +24,7 @@ from ticketing.automation import (
     load_rules,
     parse_rules,
 )
-from ticketing.automation.triggers import cascade_depth
-from ticketing.domain.values import DEFAULT_CATEGORIES
+from ticketing.workers.triggers import cascade_depth
 
 EXAMPLE = Path(__file__).parents[2] / "mappings" / "triggers.example.toml"
 TICKET = "4cd73e7a-8d23-54bd-9edc-cb342a22bfec"

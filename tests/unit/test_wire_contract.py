@@ -14,8 +14,8 @@ from commands import models as m
 from commands.replies import Reply
 from commands.service import CommandService
 from projections.wire import EVENT_MESSAGE, SCHEMA_PATH, json_schema, parse_event_message
-from ticketing.bootstrap import build_command_service
 from ticketing.domain.events import PUBLISHED_EVENT_TYPES, event_payload
+from ticketing.runtime.bootstrap import build_command_service
 from ticketing.settings import Settings
 
 REGENERATE = 'python -c "from projections.wire import write_schema; write_schema()"'

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from commands import models as m
 from commands.client import TicketingClient
 from commands.replies import Reply
-from ticketing.nats_connect import LoopThread, NatsEndpoint
+from ticketing.nats.connect import LoopThread, NatsEndpoint
 
 
 class NatsSender:

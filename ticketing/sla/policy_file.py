@@ -26,11 +26,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from commands import models as m
 from ticketing.domain.errors import TicketingError, ValidationError
 from ticketing.domain.sla_definitions import checked_calendar_definition, checked_policy_definition
 from ticketing.domain.values import IDENTIFIER_PATTERN
@@ -131,23 +129,3 @@ def _file_field(error: ValidationError, prefix: str) -> str:
     """The domain's field name (`definition.targets.gold`) as the file spells it."""
     name = str(error.details.get("field", "")) or "definition"
     return name.removeprefix(prefix)
-
-
-def publish_commands(
-    policy_file: PolicyFile, actor: m.ActorModel, in_force_from: datetime | None = None
-) -> list[m.Command]:
-    """The file's calendars, then its policy: the commands `sla publish` sends, dated
-    `in_force_from` (default: now) since that is when the versions take effect."""
-    calendars: list[m.Command] = [
-        m.PublishCalendar(
-            calendar_id=name, definition=definition, actor=actor, occurred_at=in_force_from
-        )
-        for name, definition in policy_file.calendars.items()
-    ]
-    policy = m.PublishSlaPolicy(
-        policy_id=policy_file.policy_id,
-        definition=policy_file.definition,
-        actor=actor,
-        occurred_at=in_force_from,
-    )
-    return [*calendars, policy]

@@ -1,0 +1,5 @@
+"""`python -m ticketing.cli`."""
+
+from ticketing.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""NATS transport: the embedded server, principal users and their permissions, connecting."""
