@@ -361,6 +361,7 @@ class AnalyticsStore:
         try:
             for statement in SCHEMA:
                 self._con.execute(statement)
+            self._add_subject()
             self._con.execute(
                 "INSERT INTO projection_position VALUES (?, 0, NULL) ON CONFLICT DO NOTHING",
                 [PROJECTION],
@@ -370,6 +371,23 @@ class AnalyticsStore:
         except BaseException:
             self._con.rollback()
             raise
+
+    def _add_subject(self) -> None:
+        """A file from before `ticket_facts.subject` gains the column, filled from the opening
+        events it already holds (exactly what a rebuild would write: subjects never change)."""
+        missing = not self._con.execute(
+            "SELECT 1 FROM information_schema.columns "
+            "WHERE table_name = 'ticket_facts' AND column_name = 'subject'"
+        ).fetchall()
+        if not missing:
+            return
+        self._con.execute("ALTER TABLE ticket_facts ADD COLUMN subject VARCHAR")
+        self._con.execute(
+            "UPDATE ticket_facts SET subject = opened.subject FROM ("
+            "SELECT aggregate_id, json_extract_string(payload, '$.subject') AS subject "
+            "FROM event_facts WHERE type = 'TicketOpened') AS opened "
+            "WHERE ticket_facts.ticket_id = opened.aggregate_id"
+        )
 
     def _stored_position(self) -> int:
         rows = self._con.execute(
@@ -593,6 +611,7 @@ def _opened_row(ticket_id: str, payload: dict[str, Any], at: int) -> dict[str, A
         category=payload.get("category"),
         priority=payload["priority"],
         requester=payload["requester"],
+        subject=payload["subject"],
         opened_at=at,
         opened_by_kind=actor.get("kind", "customer"),
         status="new",

@@ -391,6 +391,7 @@ def test_ticket_facts_keep_the_descriptive_fields(applied: Any) -> None:
     assert a["closed_at"] == a["last_event_at"] == T0 + timedelta(minutes=600)
     assert a["version"] == 16
     assert a["opened_by_kind"] == "customer"
+    assert a["subject"] == "VPN drops"
     assert rows_by_id(store, "SELECT * FROM ticket_facts")[t["D"].id]["category"] == "technical"
 
 
@@ -568,6 +569,26 @@ def test_the_position_is_what_was_committed_after_reopening_the_file(tmp_path: P
         assert table_contents(reopened) == before
         reopened.apply(events[17:])
         assert reopened.position() == len(events)
+
+
+def test_a_file_from_before_the_subject_column_gains_it_filled_as_a_rebuild_would(
+    tmp_path: Path,
+) -> None:
+    # Given a projection written before ticket_facts had a subject
+    events, _ = scenario()
+    path = tmp_path / "analytics.duckdb"
+    with AnalyticsStore(path) as store:
+        store.apply(events[:20])
+    with duckdb.connect(str(path)) as con:
+        con.execute("ALTER TABLE ticket_facts DROP COLUMN subject")
+    # When today's store opens it and goes on
+    with AnalyticsStore(path) as migrated:
+        migrated.apply(events[20:])
+        after = table_contents(migrated)
+    # Then it holds exactly what a store fed from the start holds
+    with AnalyticsStore(tmp_path / "fresh.duckdb") as fresh:
+        fresh.apply(events)
+        assert after == table_contents(fresh)
 
 
 def test_events_at_or_below_the_position_are_ignored(store: AnalyticsStore) -> None:
