@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +23,9 @@ from commands.service import CommandService
 from ticketing.domain.events import event_payload
 from ticketing.importing.mapping import ImportMapping, MappingError, load_mapping
 from ticketing.importing.plan import case_ticket_id
+from ticketing.importing.readers import SourceError
 from ticketing.importing.runner import (
+    FailureLimit,
     ImportFailedError,
     ImportReport,
     ImportRunner,
@@ -478,7 +481,9 @@ def test_restart_on_the_command_line_reproduces_the_first_run(tmp_path: Path) ->
     home = tmp_path / "home"
     log = str(snapshot_log(tmp_path, TIED_REFUSAL_ROWS))
     mapping = str(write(tmp_path / "desk.toml", SNAPSHOT_MAPPING))
-    first = _ticketing(home, "import", log, "--mapping", mapping, "--json")
+    # One refused row of four is over the default limit of 5%: allow it.
+    allow = ("--max-failures", "1")
+    first = _ticketing(home, "import", log, "--mapping", mapping, "--json", *allow)
     assert first.returncode == 0, first.stderr
     service = build_command_service(Settings(home=home))
     try:
@@ -486,7 +491,7 @@ def test_restart_on_the_command_line_reproduces_the_first_run(tmp_path: Path) ->
         events = history(service, "desk", "T9")
     finally:
         service.app.close()
-    again = _ticketing(home, "import", log, "--mapping", mapping, "--restart", "--json")
+    again = _ticketing(home, "import", log, "--mapping", mapping, "--restart", "--json", *allow)
     assert again.returncode == 0, again.stderr
     service = build_command_service(Settings(home=home))
     try:
@@ -693,3 +698,272 @@ def test_the_readme_mapping_examples_are_valid(tmp_path: Path) -> None:
     rules = load_mapping(write(tmp_path / "activity.toml", header + activity)).activity
     assert rules is not None
     assert rules.map["Customer reply"].action == "customer_reply"
+
+
+# --- the failure limit and dry runs -----------------------------------------------------------
+
+
+def test_a_wrong_time_format_stops_the_import_before_anything_is_written(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    wrong = SNAPSHOT_MAPPING.replace(
+        'formats = ["%d-%m-%Y %H:%M"]\n\n[opened]', 'formats = ["iso"]\n\n[opened]'
+    )
+    result = _ticketing(
+        home,
+        "import",
+        str(snapshot_log(tmp_path)),
+        "--mapping",
+        str(write(tmp_path / "desk.toml", wrong)),
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "error: too_many_failures: 14 of 14 rows (100%) cannot be imported, more than the limit "
+        "of 5% (--max-failures): bad_time 13 (e.g. line 2 (case T1): updated: '01-03-2024 09:00' "
+        "matches none of iso); missing_case 1"
+    )
+    assert "stopped before the first command: nothing was written" in result.stdout
+    assert not (home / "imports" / "desk.json").exists()
+    service = build_command_service(Settings(home=home))
+    try:
+        assert notification_count(service) == 0  # not even the account
+    finally:
+        service.app.close()
+
+
+@pytest.mark.parametrize(
+    ("limit", "stops"),
+    [("5", False), ("4", True), ("40%", False), ("35%", True), ("100%", False)],
+)
+def test_the_failure_limit_is_a_share_of_the_rows_or_a_count(
+    tmp_path: Path, memory_service: CommandService, limit: str, stops: bool
+) -> None:
+    # SNAPSHOT_ROWS: 5 of 14 rows fail (36%): 3 known when planning, 2 refused by the domain.
+    report = run_import(
+        memory_service,
+        snapshot_mapping(tmp_path),
+        snapshot_log(tmp_path),
+        max_failures=FailureLimit.parse(limit),
+        window=1,
+    )
+    assert (report.stopped is not None) == stops
+    assert report.finished != stops
+    if stops:
+        assert (report.stopped or "").startswith(
+            f"5 of 14 rows (36%) cannot be imported, more than the limit of {limit}"
+        )
+
+
+def test_refusals_by_the_domain_stop_the_import_after_the_batch_in_flight(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    service = build_command_service(Settings(home=home))
+    progress = ProgressFile(progress_path(home, "desk"))
+    mapping = snapshot_mapping(tmp_path)
+    rows = [r for r in SNAPSHOT_ROWS if r.startswith("T2")][:2] + SNAPSHOT_ROWS[-1:]
+    log = snapshot_log(tmp_path, rows)
+    try:
+        # T2 goes back from open to new: refused, 1 of 3 rows; T3 is never sent.
+        report = run_import(
+            service,
+            mapping,
+            log,
+            progress=progress,
+            max_failures=FailureLimit(count=0),
+            window=1,
+        )
+        assert report.stopped is not None
+        assert report.stopped.startswith("1 of 3 rows (33%) cannot be imported")
+        assert "invalid_transition 1 (e.g. line 3 (case T2): change_status:" in report.stopped
+        assert (report.finished, report.cases_done, progress.load()["cases_done"]) == (False, 1, 1)
+        assert service.load_ticket(case_ticket_id("desk", "T2")).status == "open"
+        assert list(service.app.events.get(case_ticket_id("desk", "T3"))) == []
+    finally:
+        service.app.close()
+
+
+@pytest.mark.parametrize("text", ["5 %x", "-1", "101%", "some"])
+def test_a_failure_limit_that_is_neither_a_share_nor_a_count_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="rows"):
+        FailureLimit.parse(text)
+
+
+def test_a_dry_run_reports_every_row_it_can_judge_and_writes_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    args = [
+        "import",
+        str(snapshot_log(tmp_path)),
+        "--mapping",
+        str(write(tmp_path / "desk.toml", SNAPSHOT_MAPPING)),
+    ]
+    result = _ticketing(home, *args, "--dry-run", "--max-failures", "100%", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["dry_run"] is True
+    assert (report["rows"], report["cases"], report["tickets"]) == (14, 3, 3)
+    # What the store would refuse (a change to a closed ticket, a move back to new) is not
+    # known: those rows count as imported here.
+    assert report["unmappable"] == {"unmapped_value": 1, "bad_time": 1, "missing_case": 1}
+    assert report["skipped"] == {"duplicate_row": 1}
+    assert report["rows_imported"] + report["rows_unchanged"] == 14 - 1 - 3
+    assert report["events"] == 0 and report["commands"] > 0
+    assert not home.exists()  # no store, no progress file
+    text = _ticketing(home, *args, "--dry-run", "--max-failures", "100%")
+    assert text.stdout.startswith("dry run of desk: nothing was written\n")
+    assert "known only when importing" in text.stdout
+    over = _ticketing(home, *args, "--dry-run")
+    assert over.returncode == 1
+    assert over.stderr.startswith("error: too_many_failures: 3 of 14 rows (21%)")
+    assert not home.exists()
+
+
+# --- headers, renames, archives ----------------------------------------------------------------
+
+
+def test_a_repeated_header_name_is_named(tmp_path: Path, memory_service: CommandService) -> None:
+    header = HEADER.replace("channel", "agent")
+    log = write(tmp_path / "desk.csv", "\n".join([header, *SNAPSHOT_ROWS]) + "\n")
+    with pytest.raises(SourceError, match=r"repeats the column name 'agent' \(columns 5 and 8\)"):
+        run_import(memory_service, snapshot_mapping(tmp_path), log)
+
+
+def test_renamed_columns_are_read_under_their_new_names(
+    tmp_path: Path, memory_service: CommandService
+) -> None:
+    header = HEADER.replace("group", "assignment_group").replace("number", "case_no")
+    log = write(tmp_path / "desk.csv", "\n".join([header, *SNAPSHOT_ROWS]) + "\n")
+    renamed = SNAPSHOT_MAPPING.replace(
+        'null_values = ["?", ""]',
+        'null_values = ["?", ""]\nrename = { "assignment_group" = "group", "case_no" = "number" }',
+    )
+    report = run_import(memory_service, snapshot_mapping(tmp_path, renamed), log)
+    plain = run_import(
+        build_command_service(Settings(event_store="memory")),
+        snapshot_mapping(tmp_path),
+        snapshot_log(tmp_path),
+    )
+    assert (report.tickets, report.events, report.unmappable) == (
+        plain.tickets,
+        plain.events,
+        plain.unmappable,
+    )
+    assert memory_service.load_ticket(case_ticket_id("desk", "T1")).team == "desk"
+
+
+@pytest.mark.parametrize(
+    ("rename", "message"),
+    [
+        (
+            '{ "agent" = "channel" }',
+            r"source\.rename\.agent: cannot rename 'agent' to 'channel', "
+            r"the file already has a column 'channel'",
+        ),
+        ('{ "grp" = "x" }', r"source\.rename\.grp: the file has no column 'grp'"),
+        (
+            '{ "agent" = "x", "group" = "x" }',
+            r"source\.rename: 'agent' and 'group' are both renamed to 'x'",
+        ),
+    ],
+)
+def test_a_bad_rename_is_an_error_naming_both_names(
+    tmp_path: Path, memory_service: CommandService, rename: str, message: str
+) -> None:
+    text = SNAPSHOT_MAPPING.replace('null_values = ["?", ""]', f"rename = {rename}")
+    with pytest.raises(MappingError, match=message):
+        run_import(memory_service, snapshot_mapping(tmp_path, text), snapshot_log(tmp_path))
+
+
+def test_zip_input_imports_like_plain_csv(tmp_path: Path) -> None:
+    plain = snapshot_log(tmp_path)
+    single = tmp_path / "single.zip"
+    with zipfile.ZipFile(single, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("export/desk.csv", plain.read_bytes())
+    several = tmp_path / "several.zip"
+    with zipfile.ZipFile(several, "w") as archive:
+        archive.writestr("README.txt", "not a log")
+        archive.writestr("desk.csv.gz", gzip.compress(plain.read_bytes()))
+    summaries = []
+    for path in (plain, single, Path(f"{several}:desk.csv.gz")):
+        service = build_command_service(Settings(event_store="memory"))
+        r = run_import(service, snapshot_mapping(tmp_path), path)
+        summaries.append((r.rows, r.tickets, r.events, r.skipped, r.unmappable))
+    assert summaries[0] == summaries[1] == summaries[2]
+
+
+def test_zip_input_of_xes_is_told_by_its_member_name(
+    tmp_path: Path, memory_service: CommandService
+) -> None:
+    packed = tmp_path / "flow.zip"
+    with zipfile.ZipFile(packed, "w") as archive:
+        archive.writestr("flow.xes", XES)
+    mapping = load_mapping(write(tmp_path / "flow.toml", XES_MAPPING))
+    assert run_import(memory_service, mapping, packed).tickets == 2
+
+
+def test_an_empty_or_ambiguous_zip_is_a_clear_error(tmp_path: Path) -> None:
+    empty, several = tmp_path / "empty.zip", tmp_path / "several.zip"
+    zipfile.ZipFile(empty, "w").close()
+    with zipfile.ZipFile(several, "w") as archive:
+        archive.writestr("a.csv", "x")
+        archive.writestr("b.csv", "y")
+    mapping = write(tmp_path / "desk.toml", SNAPSHOT_MAPPING)
+    expected = {
+        str(empty): f"error: source_error: {empty}: the zip archive is empty (no file to import)",
+        str(several): f"error: source_error: {several}: the zip archive holds 2 files "
+        f"(a.csv, b.csv); name one as {several}:MEMBER",
+        f"{several}:c.csv": f"error: source_error: {several}: the zip archive has no file "
+        "'c.csv' (it has: a.csv, b.csv)",
+    }
+    for path, message in expected.items():
+        result = _ticketing(tmp_path / "home", "import", path, "--mapping", str(mapping))
+        assert (result.returncode, result.stderr.strip()) == (2, message)
+
+
+# --- a multi-column activity --------------------------------------------------------------------
+
+LIFECYCLE_XES = XES.replace(
+    '<string key="concept:name" value="take"/>',
+    '<string key="concept:name" value="take"/><string key="lifecycle:transition" value="start"/>',
+)
+
+
+def test_an_activity_can_join_two_columns(tmp_path: Path, memory_service: CommandService) -> None:
+    text = XES_MAPPING.replace(
+        '[activity]\ncolumn = "concept:name"',
+        '[activity]\ncolumns = ["concept:name", "lifecycle:transition"]\nseparator = "/"',
+    ).replace("[activity.map.take]", '[activity.map."take/start"]')
+    mapping = load_mapping(write(tmp_path / "flow.toml", text))
+    report = run_import(memory_service, mapping, write(tmp_path / "flow.xes", LIFECYCLE_XES))
+    # `register` and `solve` have no transition: a null part is left out with its separator.
+    assert (report.tickets, report.unmappable) == (2, {})
+    assert memory_service.load_ticket(case_ticket_id("flow", "case-1")).status == "open"
+    unjoined = text.replace('[activity.map."take/start"]', "[activity.map.take]")
+    report = run_import(
+        build_command_service(Settings(event_store="memory")),
+        load_mapping(write(tmp_path / "flow2.toml", unjoined)),
+        write(tmp_path / "flow.xes", LIFECYCLE_XES),
+    )
+    assert report.unmappable == {"unknown_activity": 2}
+    assert (
+        "concept:name/lifecycle:transition: 'take/start' is not in activity.map"
+        in (report.examples["unknown_activity"][0])
+    )
+
+
+def test_an_activity_names_one_column_or_several_not_both(tmp_path: Path) -> None:
+    text = ACTIVITY_MAPPING.replace(
+        '[activity]\ncolumn = "activity"', '[activity]\ncolumn = "activity"\ncolumns = ["a", "b"]'
+    )
+    with pytest.raises(MappingError, match=r"activity: .*give `column` .* or `columns`"):
+        load_mapping(write(tmp_path / "flow.toml", text))
+
+
+def test_the_columns_of_a_joined_activity_must_be_in_the_file(
+    tmp_path: Path, memory_service: CommandService
+) -> None:
+    text = ACTIVITY_MAPPING.replace(
+        '[activity]\ncolumn = "activity"', '[activity]\ncolumns = ["activity", "phase"]'
+    )
+    mapping = load_mapping(write(tmp_path / "flow.toml", text))
+    with pytest.raises(MappingError, match=r"activity\.columns\.1: the file has no column 'phase'"):
+        run_import(memory_service, mapping, write(tmp_path / "flow.csv", "\n".join(ACTIVITY_ROWS)))

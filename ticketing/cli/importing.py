@@ -15,7 +15,7 @@ from ticketing.cli import output
 from ticketing.cli.context import CliError, Context, current_context
 
 if TYPE_CHECKING:
-    from ticketing.importing.runner import ImportReport
+    from ticketing.importing.runner import FailureLimit, ImportReport
 
 
 class _ProgressBar:
@@ -43,6 +43,8 @@ class _ProgressBar:
 def summary_text(report: ImportReport) -> str:
     """The report for people: what was imported, then every reason a row was not, with the
     first examples."""
+    if report.dry_run:
+        return _dry_run_text(report)
     rate = report.commands_this_run / report.seconds if report.seconds else 0.0
     lines = [
         f"{report.source}: {report.cases_done:,}/{report.cases:,} cases, "
@@ -61,8 +63,30 @@ def summary_text(report: ImportReport) -> str:
         f"{report.rows_unchanged:,} unchanged, {sum(report.skipped.values()):,} skipped, "
         f"{report.unmappable_rows:,} unmappable"
     )
-    if not report.finished:
+    if report.stopped is not None and report.commands_this_run == 0:
+        lines.append("stopped before the first command: nothing was written")
+    elif not report.finished:
         lines.append("not finished: run the same command again to resume")
+    return "\n".join(lines + _reasons(report))
+
+
+def _dry_run_text(report: ImportReport) -> str:
+    lines = [
+        f"dry run of {report.source}: nothing was written",
+        f"would import {report.cases_this_run:,} of {report.cases:,} cases"
+        + (f" (after the {report.resumed_at:,} imported before)" if report.resumed_at else "")
+        + f": {report.tickets:,} tickets, {report.commands:,} commands",
+        f"rows: {report.rows:,} read; {report.rows_imported:,} would be imported, "
+        f"{report.rows_unchanged:,} unchanged, {sum(report.skipped.values()):,} skipped, "
+        f"{report.unmappable_rows:,} unmappable",
+        "refusals by the domain (invalid_transition, ticket_closed, time_out_of_order, ...) "
+        "are known only when importing: the store is not read",
+    ]
+    return "\n".join(lines + _reasons(report))
+
+
+def _reasons(report: ImportReport) -> list[str]:
+    lines: list[str] = []
     counts = [("skipped", k, v) for k, v in sorted(report.skipped.items())] + [
         ("unmappable", k, v)
         for k, v in sorted(report.unmappable.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -71,7 +95,16 @@ def summary_text(report: ImportReport) -> str:
         lines += ["", output.table(counts, ["rows", "reason", "count"])]
     for reason, examples in sorted(report.examples.items()):
         lines += [f"  {reason}: {example}" for example in examples]
-    return "\n".join(lines)
+    return lines
+
+
+def _failure_limit(ctx: click.Context, param: click.Parameter, value: str) -> FailureLimit:
+    from ticketing.importing.runner import FailureLimit
+
+    try:
+        return FailureLimit.parse(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from error
 
 
 @click.command("import")
@@ -85,6 +118,20 @@ def summary_text(report: ImportReport) -> str:
 )
 @click.option(
     "--strict", is_flag=True, help="Stop with an error at the first row that cannot be imported."
+)
+@click.option(
+    "--max-failures",
+    default="5%",
+    show_default=True,
+    callback=_failure_limit,
+    help="Stop when more rows than this cannot be imported: a share of the file's rows (5%) "
+    "or a number of rows (0 stops at the first failed batch); 100% never stops.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Read, map and plan every row and report what would be imported; write nothing "
+    "(the domain's refusals are not known without the store).",
 )
 @click.option(
     "--via",
@@ -114,17 +161,21 @@ def import_command(
     file: Path,
     mapping_path: Path,
     strict: bool,
+    max_failures: FailureLimit,
+    dry_run: bool,
     via: str,
     batch: int,
     max_cases: int | None,
     restart: bool,
     as_json: bool,
 ) -> None:
-    """Import an event log (CSV, gzip CSV or XES) through the command path.
+    """Import an event log (CSV or XES; plain, gzip or zip, ARCHIVE.zip:MEMBER for one of
+    several) through the command path.
 
     Every change becomes a command with its historical time and an import actor. A second run
     appends nothing; an interrupted run resumes where it stopped (progress in
-    <home>/imports/<source>.json). Rows that cannot be imported are counted by reason."""
+    <home>/imports/<source>.json). Rows that cannot be imported are counted by reason; more
+    than --max-failures of them stop the import with exit code 1."""
     from commands.client import ClientError
     from ticketing.importing.mapping import MappingError, load_mapping
     from ticketing.importing.readers import SourceError
@@ -140,17 +191,21 @@ def import_command(
         mapping = load_mapping(mapping_path)
     except MappingError as error:
         raise CliError("mapping_error", str(error), 2) from error
-    progress = ProgressFile(progress_path(obj.settings.home, mapping.source.name))
+    progress = None
+    if not dry_run:
+        progress = ProgressFile(progress_path(obj.settings.home, mapping.source.name))
     bar = _ProgressBar(f"importing {mapping.source.name}")
     close: Callable[[], None] = _nothing
     try:
-        send, close = _sender(obj, via)
+        send, close = (_refuse_to_send, _nothing) if dry_run else _sender(obj, via)
         runner = ImportRunner(
             mapping,
             file,
             send,
             progress=progress,
             strict=strict,
+            max_failures=max_failures,
+            dry_run=dry_run,
             window=batch,
             max_cases=max_cases,
             categories=obj.settings.categories,
@@ -175,6 +230,12 @@ def import_command(
         bar.close()
         close()
     click.echo(json.dumps(report.as_dict()) if as_json else summary_text(report))
+    if report.stopped is not None:
+        raise CliError("too_many_failures", report.stopped)
+
+
+def _refuse_to_send(commands: Any) -> Any:
+    raise AssertionError("a dry run sends nothing")
 
 
 def _sender(obj: Context, via: str) -> tuple[Callable[..., Any], Callable[[], None]]:

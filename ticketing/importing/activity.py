@@ -37,14 +37,14 @@ class ActivityPlanner(CasePlanner):
     def _rule(self, facts: RowFacts) -> tuple[str, ActivityRule]:
         spec = self.mapping.activity
         assert spec is not None  # the mapping model requires [activity] for activity logs
-        raw = facts.row.values.get(spec.column)
+        raw = spec.key(facts.row.values)
         if raw is None:
-            raise Unmappable("missing_value", f"{spec.column} is empty")
+            raise Unmappable("missing_value", f"{spec.key_name} is empty")
         rule = spec.map.get(raw)
         if rule is not None:
             return raw, rule
         if spec.unknown == "error":
-            raise Unmappable("unknown_activity", f"{spec.column}: {raw!r} is not in activity.map")
+            raise Unmappable("unknown_activity", f"{spec.key_name}: {raw!r} is not in activity.map")
         return raw, ActivityRule(action=spec.unknown)
 
     def _act(

@@ -88,6 +88,17 @@ class SourceSpec(_Strict):
     null_values: list[str] = [""]
     time_zone: str = "UTC"
     order: Literal["time", "file"] = "time"
+    rename: dict[ColumnName, ColumnName] = {}
+
+    @field_validator("rename")
+    @classmethod
+    def _distinct_names(cls, value: dict[str, str]) -> dict[str, str]:
+        first: dict[str, str] = {}
+        for old, new in value.items():
+            if new in first:
+                raise ValueError(f"{first[new]!r} and {old!r} are both renamed to {new!r}")
+            first[new] = old
+        return value
 
     @field_validator("time_zone")
     @classmethod
@@ -203,11 +214,40 @@ class ActivityRule(_Strict):
 
 class ActivitySpec(_Strict):
     """Activity logs: the activity column and a rule per value; `unknown` says what an
-    unlisted value does (`error`: the row is unmappable; `note`; `ignore`)."""
+    unlisted value does (`error`: the row is unmappable; `note`; `ignore`).
 
-    column: ColumnName
+    `columns` instead of `column` makes the activity several columns' values joined with
+    `separator` (XES `concept:name` + `lifecycle:transition` -> `"register+complete"`, the
+    pm4py classifier's form); the map's keys are then the joined values. A null part is left
+    out with its separator."""
+
+    column: ColumnName | None = None
+    columns: Annotated[list[ColumnName], Field(min_length=2)] | None = None
+    separator: str = "+"
     map: Annotated[dict[str, ActivityRule], Field(min_length=1)]
     unknown: Literal["error", "note", "ignore"] = "error"
+
+    @model_validator(mode="after")
+    def _one_key(self) -> ActivitySpec:
+        if (self.column is None) == (self.columns is None):
+            raise ValueError("give `column` (one column) or `columns` (joined), not both")
+        return self
+
+    @property
+    def key_columns(self) -> list[str]:
+        """The columns the activity is read from, in joining order."""
+        return [self.column] if self.column is not None else list(self.columns or [])
+
+    @property
+    def key_name(self) -> str:
+        """How messages name the activity's column(s)."""
+        return self.separator.join(self.key_columns)
+
+    def key(self, values: Mapping[str, str | None]) -> str | None:
+        """The row's activity: its column's value, or the non-null parts joined (None if
+        every part is null)."""
+        parts = [v for v in (values.get(c) for c in self.key_columns) if v is not None]
+        return self.separator.join(parts) if parts else None
 
 
 class ImportMapping(_Strict):
@@ -254,7 +294,12 @@ class ImportMapping(_Strict):
     def columns(self) -> dict[str, str]:
         """Every column the mapping reads, by the field that names it."""
         found: dict[str, str] = {"case.column": self.case.column, "time.column": self.time.column}
-        for name in ("opened", "actor", "status", "activity", "priority", "channel"):
+        if self.activity is not None:
+            for n, column in enumerate(self.activity.key_columns):
+                found["activity.column" if self.activity.column else f"activity.columns.{n}"] = (
+                    column
+                )
+        for name in ("opened", "actor", "status", "priority", "channel"):
             spec = getattr(self, name)
             if spec is not None:
                 found[f"{name}.column"] = spec.column

@@ -18,13 +18,22 @@ brought the ticket to, taken from their replies, which a repeat gets back unchan
 therefore meets exactly the state it met the first time, or, when later rows have moved the
 ticket on since it was refused, a `version_conflict`; it is the same command on every run. The
 reasons of refused commands are kept in `<home>/imports/<source>.refused.jsonl`, so a repeat
-reports such a row with the reason it was refused for."""
+reports such a row with the reason it was refused for.
+
+Every case is planned before anything is sent, so rows that cannot become commands (a wrong
+time format, an unmapped value) are known first: when more of them than the failure limit
+allows (`FailureLimit`, by default none in the API and 5% on the command line) the import
+stops before its first command, and when the domain's refusals bring the failures over the
+limit it stops after the batch in flight, resumable. A dry run plans and reports and sends
+nothing."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -46,7 +55,7 @@ from ticketing.importing.plan import (
     group_cases,
     parse_time,
 )
-from ticketing.importing.readers import SourceRow, open_source
+from ticketing.importing.readers import Input, SourceRow, locate, open_source
 from ticketing.importing.snapshot import SnapshotPlanner
 
 Send = Callable[[Sequence[m.Command]], list[Reply]]
@@ -67,6 +76,40 @@ class ImportFailedError(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class FailureLimit:
+    """How many rows may fail before an import stops: a share of the file's rows
+    (`fraction`) or a number of rows (`count`). Skipped rows (duplicates) are no failures."""
+
+    fraction: float | None = None
+    count: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> FailureLimit:
+        """`"5%"` (a share of the rows, 0-100) or `"20"` (rows); ValueError otherwise."""
+        text = text.strip()
+        percent = re.fullmatch(r"(\d+(?:\.\d+)?)\s*%", text)
+        if percent is not None:
+            value = float(percent.group(1))
+            if value > 100:
+                raise ValueError(f"{text!r}: a share of the rows is at most 100%")
+            return cls(fraction=value / 100)
+        if text.isdigit():
+            return cls(count=int(text))
+        raise ValueError(f"{text!r} is neither a share of the rows (5%) nor a number of rows (20)")
+
+    def allowed(self, rows: int) -> int:
+        """The most failed rows out of `rows` that do not stop the import."""
+        if self.count is not None:
+            return self.count
+        return math.floor((self.fraction or 0.0) * rows + 1e-9)
+
+    def __str__(self) -> str:
+        if self.count is not None:
+            return f"{self.count} rows"
+        return f"{(self.fraction or 0.0) * 100:g}%"
+
+
 def planner_for(mapping: ImportMapping) -> CasePlanner:
     if mapping.source.kind == "snapshot":
         return SnapshotPlanner(mapping)
@@ -79,6 +122,12 @@ def file_digest(path: Path) -> str:
         for block in iter(lambda: source.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def input_digest(where: Input) -> str:
+    """Identifies the input for the progress file: the file's digest, and the zip member."""
+    digest = file_digest(where.path)
+    return f"{digest}:{where.member}" if where.member is not None else digest
 
 
 @dataclass
@@ -104,6 +153,9 @@ class ImportReport:
     events_this_run: int = 0
     seconds: float = 0.0
     finished: bool = False
+    dry_run: bool = False
+    stopped: str | None = None
+    """Why the failure limit stopped the import (None when it did not)."""
 
     @property
     def unmappable_rows(self) -> int:
@@ -267,6 +319,7 @@ class _Cursor:
         self.version: int | None = None
         self.tally = _Tally()
         self.refusals = refusals
+        self.failures: list[tuple[str, str]] = []  # rows refused since the last take
 
     @property
     def done(self) -> bool:
@@ -292,12 +345,19 @@ class _Cursor:
         code, message = self.refusals.reason(command, reply)
         if row.outcome is None:
             row.outcome, row.message = code, f"{command.name}: {message}"
+            self.failures.append((code, describe_row(self.case.case_id, row)))
         if isinstance(command, m.OpenTicket):
             # Nothing else of this case can apply without its ticket.
             self.next = len(self.items)
             for other in self.case.rows:
                 if other.outcome is None:
                     other.outcome, other.message = "ticket_not_opened", f"opening failed: {code}"
+                    self.failures.append((other.outcome, describe_row(self.case.case_id, other)))
+
+    def take_failures(self) -> list[tuple[str, str]]:
+        """(reason, description) of each row refused since the last call."""
+        failures, self.failures = self.failures, []
+        return failures
 
     def finish(self) -> _Tally:
         """Every row counted exactly once: imported, unchanged, skipped or unmappable."""
@@ -349,6 +409,40 @@ def first_unmappable(case: PlannedCase) -> PlannedRow | None:
     return next((r for r in case.rows if r.outcome is not None and not r.skipped), None)
 
 
+def planned_tally(case: PlannedCase) -> _Tally:
+    """A planned case's rows counted as if the domain accepted every command: what a dry run
+    reports, and the failures known before anything is sent."""
+    tally = _Tally()
+    for row in case.rows:
+        if row.outcome is None:
+            if row.commands:
+                tally.rows_imported += 1
+            else:
+                tally.rows_unchanged += 1
+        elif row.skipped:
+            tally.skipped[row.outcome] += 1
+        else:
+            tally.note(row.outcome, describe_row(case.case_id, row))
+    tally.commands = sum(len(row.commands) for row in case.rows)
+    tally.tickets = 1 if case.ticket_id is not None else 0
+    return tally
+
+
+def too_many_failures(tally: _Tally, failed: int, rows: int, limit: FailureLimit) -> str:
+    """Says how many rows failed against the limit, naming the top reasons with an example."""
+    share = f" ({failed / rows:.0%})" if rows else ""
+    reasons = sorted(tally.unmappable.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+    named = "; ".join(
+        f"{reason} {count:,}"
+        + (f" (e.g. {tally.examples[reason][0]})" if tally.examples.get(reason) else "")
+        for reason, count in reasons
+    )
+    return (
+        f"{failed:,} of {rows:,} rows{share} cannot be imported, more than the limit of "
+        f"{limit} (--max-failures): {named}"
+    )
+
+
 @dataclass
 class _RunState:
     """Where a run is: cases in file order, the wholly imported prefix and its counts."""
@@ -360,6 +454,11 @@ class _RunState:
     report: ImportReport
     started: float
     finished: dict[int, _Tally] = field(default_factory=dict)
+    planned: dict[int, PlannedCase] = field(default_factory=dict)
+    failed: int = 0
+    """Rows known to fail: those planned unmappable, and those the domain refused so far."""
+    known: _Tally = field(default_factory=_Tally)
+    """The failures known before sending (reasons and examples for the limit's message)."""
 
     def complete(self, cursor: _Cursor) -> None:
         self.finished[cursor.case.index] = cursor.finish()
@@ -378,10 +477,12 @@ class _RunState:
 class ImportRunner:
     """One import of one file with one mapping; `run()` returns the report.
 
-    `strict` stops at the first row that cannot be imported (`ImportFailedError`); `max_cases`
-    stops after that many cases (a later run resumes); `window` is how many cases share a
-    batch; `restart` repeats every case, ignoring where the saved progress got to (the reasons
-    of refused commands are kept)."""
+    `strict` stops at the first row that cannot be imported (`ImportFailedError`);
+    `max_failures` stops when more rows fail than it allows (the report's `stopped` says why);
+    `max_cases` stops after that many cases (a later run resumes); `window` is how many cases
+    share a batch; `restart` repeats every case, ignoring where the saved progress got to (the
+    reasons of refused commands are kept). `dry_run` reads, maps and plans, sends nothing and
+    writes no progress: the report counts rows as if the domain accepted every command."""
 
     def __init__(
         self,
@@ -396,6 +497,8 @@ class ImportRunner:
         categories: Iterable[str] = DEFAULT_CATEGORIES,
         on_progress: ProgressCallback | None = None,
         restart: bool = False,
+        max_failures: FailureLimit | None = None,
+        dry_run: bool = False,
     ) -> None:
         if window < 1:
             raise ValueError("window must be at least 1")
@@ -409,12 +512,20 @@ class ImportRunner:
         self.categories = tuple(categories)
         self.on_progress = on_progress
         self.restart = restart
+        self.max_failures = max_failures
+        self.dry_run = dry_run
         self.planner = planner_for(mapping)
         self._digest = ""
         self._refusals = _Refusals({})
 
     def run(self) -> ImportReport:
         state = self._prepare()
+        if self.dry_run:
+            return self._dry_report(state)
+        if self._over_limit(state):
+            return self._stop(state)  # before the first command: nothing to save
+        if state.prefix == 0:  # a resumed import made its accounts before its first case
+            self._create_accounts(dict(state.order))
         try:
             self._import(state)
         finally:
@@ -423,13 +534,14 @@ class ImportRunner:
 
     def _prepare(self) -> _RunState:
         started = time.monotonic()
-        with open_source(self.path, self.mapping.source) as source:
+        where = locate(self.path)
+        with open_source(where, self.mapping.source) as source:
             if source.columns is not None:
                 self.mapping.check_columns(source.columns)
             self.mapping.check_categories(self.categories)
             rows = list(source.rows)
-        self._digest = file_digest(self.path)
-        if self.progress is not None:
+        if self.progress is not None and not self.dry_run:
+            self._digest = input_digest(where)
             known = self.progress.refusals.load(self._digest, self.mapping.digest())
             self._refusals = _Refusals(known)
         cases, orphans = group_cases(rows, self.mapping)
@@ -446,9 +558,49 @@ class ImportRunner:
             started=started,
         )
         report.resumed_at = state.prefix
-        if state.prefix == 0:  # a resumed import made its accounts before its first case
-            self._create_accounts(cases)
+        report.dry_run = self.dry_run
+        end = len(state.order)
+        if self.max_cases is not None:
+            end = min(end, state.prefix + self.max_cases)
+        state.known.add(file_tally)
+        state.known.add(state.done)
+        for index in range(state.prefix, end):
+            case = self.planner.plan(index, *state.order[index])
+            state.planned[index] = case
+            state.known.add(planned_tally(case))
+        state.failed = sum(state.known.unmappable.values())
         return state
+
+    def _over_limit(self, state: _RunState) -> bool:
+        limit = self.max_failures
+        return limit is not None and state.failed > limit.allowed(state.report.rows)
+
+    def _stop(self, state: _RunState) -> ImportReport:
+        """Stop before sending anything: the report says why and counts the known failures."""
+        assert self.max_failures is not None
+        state.report.stopped = too_many_failures(
+            state.known, state.failed, state.report.rows, self.max_failures
+        )
+        total = _Tally()
+        total.add(state.file_tally)
+        total.add(state.done)
+        _fill(state.report, total, state.prefix, state.started, finished=False)
+        state.report.unmappable = dict(state.known.unmappable)
+        state.report.examples = {k: list(v) for k, v in state.known.examples.items()}
+        return state.report
+
+    def _dry_report(self, state: _RunState) -> ImportReport:
+        """What a run would do, as far as it is known without the store."""
+        finished = state.prefix + len(state.planned) >= len(state.order)
+        _fill(state.report, state.known, state.prefix + len(state.planned), state.started, finished)
+        state.report.cases_this_run = len(state.planned)
+        state.report.commands_this_run = state.report.commands
+        if self._over_limit(state):
+            assert self.max_failures is not None
+            state.report.stopped = too_many_failures(
+                state.known, state.failed, state.report.rows, self.max_failures
+            )
+        return state.report
 
     def _import(self, state: _RunState) -> None:
         active: list[_Cursor] = []
@@ -457,7 +609,7 @@ class ImportRunner:
         last_save = time.monotonic()
         while True:
             while len(active) < self.window and next_case < len(state.order) and budget > 0:
-                cursor = self._start(next_case, *state.order[next_case])
+                cursor = self._start(state.planned.pop(next_case))
                 next_case += 1
                 budget -= 1
                 if cursor.done:
@@ -469,10 +621,23 @@ class ImportRunner:
                 return
             self._send_round(active, state.report)
             for cursor in active:
+                for reason, text in cursor.take_failures():
+                    state.failed += 1
+                    state.known.note(reason, text)
                 if cursor.done:
                     state.complete(cursor)
             active = [c for c in active if not c.done]
-            if state.advance() and time.monotonic() - last_save >= SAVE_INTERVAL_S:
+            moved = state.advance()
+            if self._over_limit(state):
+                # Finish no case halfway: stop sending, count what was done, keep the place.
+                state.report.stopped = too_many_failures(
+                    state.known,
+                    state.failed,
+                    state.report.rows,
+                    self.max_failures or FailureLimit(),
+                )
+                return
+            if moved and time.monotonic() - last_save >= SAVE_INTERVAL_S:
                 self._publish(state)
                 last_save = time.monotonic()
 
@@ -491,13 +656,12 @@ class ImportRunner:
 
     # --- steps -------------------------------------------------------------------------------
 
-    def _start(self, index: int, case_id: str, rows: list[SourceRow]) -> _Cursor:
-        case = self.planner.plan(index, case_id, rows)
+    def _start(self, case: PlannedCase) -> _Cursor:
         if self.strict:
             problem = first_unmappable(case)
             if problem is not None:
                 code = problem.outcome or "unmappable_row"
-                raise ImportFailedError(code, describe_row(case_id, problem))
+                raise ImportFailedError(code, describe_row(case.case_id, problem))
         return _Cursor(case, self._refusals)
 
     def _send_round(self, active: list[_Cursor], report: ImportReport) -> None:
