@@ -23,6 +23,8 @@ from typing import Any
 import duckdb
 
 from projections.analytics.sla import VIEW as KPI_SLA_ACHIEVEMENT
+from ticketing.domain.status_rules import DONE_STATUSES, WORKING_STATUSES
+from ticketing.domain.values import Status
 
 
 def _utc_day(column: str) -> str:
@@ -35,8 +37,12 @@ def _minutes(start: str, end: str) -> str:
     return f"(epoch({end}) - epoch({start})) / 60.0"
 
 
-_DONE = "status IN ('solved', 'closed')"
-_WORKING = "('new', 'open', 'pending', 'on_hold')"
+def _sql_list(statuses: Sequence[Status]) -> str:
+    return "(" + ", ".join(f"'{status}'" for status in statuses) + ")"
+
+
+_DONE = f"status IN {_sql_list(DONE_STATUSES)}"
+_WORKING = _sql_list(WORKING_STATUSES)
 
 KPI_TICKET_METRICS = f"""
 CREATE OR REPLACE VIEW kpi_ticket_metrics AS

@@ -40,12 +40,11 @@ from projections.analytics.sla import SCHEMA as SLA_SCHEMA
 from projections.analytics.sla import fold_ticket_sla
 from projections.stream_event import StreamEvent
 from ticketing.domain.events import AGGREGATE_KIND_OF
+from ticketing.domain.status_rules import WORKING_STATUSES
 
 log = logging.getLogger(__name__)
 
 PROJECTION = "analytics"
-WORKING_STATUSES = ("new", "open", "pending", "on_hold")
-DONE_STATUSES = ("solved", "closed")
 ACCOUNT_EVENT_TYPES = frozenset({"AccountRegistered", "AccountTierChanged", "AccountRenamed"})
 AUTOMATED_KINDS = frozenset({"automation", "ai"})
 

@@ -11,9 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from projections.queue.sla import SLA_COLUMNS
 from projections.queue.store import COLUMNS, corruption_named
+from ticketing.domain.status_rules import WORKING_STATUSES
 from ticketing.home import sqlite_read_uri
 
-UNSOLVED = ("new", "open", "pending", "on_hold")
 MAX_LIMIT = 10_000
 """The most tickets one queue query returns (the CLI's `--limit` range says the same)."""
 ORDER_BY = {
@@ -76,7 +76,7 @@ def _list_queue(reader: sqlite3.Connection, query: QueueQuery) -> list[dict[str,
         if value is not None:
             clauses.append(f"{column} = ?")
             params.append(value)
-    statuses: list[str] = list(query.status or UNSOLVED)
+    statuses: list[str] = list(query.status or WORKING_STATUSES)
     clauses.append(f"status IN ({','.join('?' for _ in statuses)})")
     params.extend(statuses)
     if query.priority:

@@ -17,6 +17,7 @@ from projections.queue.sla import SCHEMA as SLA_SCHEMA
 from projections.queue.sla import fold_queue_sla
 from projections.stream_event import StreamEvent
 from ticketing.domain.errors import TicketingError
+from ticketing.domain.status_rules import WAITING_ON
 
 COLUMNS = (
     "ticket_id",
@@ -98,7 +99,6 @@ CREATE TABLE IF NOT EXISTS projection_position (
 """
 
 PRIORITY_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
-WAITING_ON = {"new": "us", "open": "us", "on_hold": "us", "pending": "customer"}
 PROJECTION = "queue"
 
 

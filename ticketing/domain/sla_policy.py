@@ -59,6 +59,7 @@ from typing import TypeVar
 
 from ticketing.domain.business_hours import ZERO, BusinessCalendar
 from ticketing.domain.errors import ValidationError
+from ticketing.domain.status_rules import ENTERABLE_WORKING_STATUSES
 from ticketing.domain.values import IDENTIFIER_PATTERN, ActorKind, Priority, SlaTier, Status
 
 
@@ -204,7 +205,7 @@ class StatusChanged(_Entry):
     def __post_init__(self) -> None:
         super().__post_init__()
         status = _enum(Status, self.to, "to")
-        if status not in {Status.OPEN, Status.PENDING, Status.ON_HOLD}:
+        if status not in ENTERABLE_WORKING_STATUSES:
             raise ValidationError(
                 f"status changes move to open, pending or on_hold; use Solved, Reopened or "
                 f"Closed for {status}",

@@ -28,9 +28,9 @@ from ticketing.domain.sla_policy import (
     StatusChanged,
     TimelineEntry,
 )
+from ticketing.domain.status_rules import ENTERABLE_WORKING_STATUSES
 from ticketing.sla.catalog import Pin, SlaCatalog
 
-_WORKING = {"open", "pending", "on_hold"}
 _STATUS_EVENTS = {"StatusChanged", "TicketResolved", "TicketReopened", "TicketClosed"}
 
 
@@ -54,7 +54,7 @@ def timeline_entry(payload: dict[str, Any]) -> TimelineEntry | None:
             return Closed(at)
         if source == "solved" and target == "open":
             return Reopened(at)
-        if target in _WORKING:
+        if target in ENTERABLE_WORKING_STATUSES:
             return StatusChanged(at, target)
     return None
 

@@ -55,7 +55,7 @@ from typing import Any
 from uuid import UUID
 
 from commands import models as m
-from projections.queue.queries import UNSOLVED, QueueNotReadyError, open_reader
+from projections.queue.queries import QueueNotReadyError, open_reader
 from projections.stream_event import StreamEvent
 from ticketing.domain.events import AGENT_EVENT_TYPES, TICKET_EVENT_TYPES
 from ticketing.domain.routing import (
@@ -66,6 +66,7 @@ from ticketing.domain.routing import (
     TeamRoster,
     route,
 )
+from ticketing.domain.status_rules import WORKING_STATUSES
 from ticketing.domain.values import ActorKind, Status
 from ticketing.settings import Settings
 from ticketing.workers.command_delivery import command_action_body, command_deliverers
@@ -492,11 +493,11 @@ def _queue_loads(
     loads = dict.fromkeys(agents, 0)
     if not agents:
         return loads
-    statuses = ",".join("?" for _ in UNSOLVED)
+    statuses = ",".join("?" for _ in WORKING_STATUSES)
     for agent, count in reader.execute(
         f"SELECT agent, count(*) FROM queue_tickets WHERE status IN ({statuses}) "
         f"AND agent IN ({','.join('?' for _ in agents)}) GROUP BY agent",
-        [*UNSOLVED, *agents],
+        [*WORKING_STATUSES, *agents],
     ):
         loads[agent] = int(count)
     flights = db.execute("SELECT ticket_id, agent, landed_version FROM router_in_flight").fetchall()
@@ -524,11 +525,11 @@ def _queue_loads(
 def _own_loads(db: sqlite3.Connection, agents: Sequence[str]) -> dict[str, int]:
     """The same count from the router's own fold (which already holds what has landed)."""
     loads = dict.fromkeys(agents, 0)
-    statuses = ",".join("?" for _ in UNSOLVED)
+    statuses = ",".join("?" for _ in WORKING_STATUSES)
     for agent, count in db.execute(
         f"SELECT agent, count(*) FROM router_tickets WHERE status IN ({statuses}) "
         "AND agent IS NOT NULL GROUP BY agent",
-        UNSOLVED,
+        WORKING_STATUSES,
     ):
         if agent in loads:
             loads[agent] = int(count)

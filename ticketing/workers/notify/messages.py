@@ -25,9 +25,9 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from ticketing.domain.status_rules import WAITING_ON_US
 from ticketing.workers.notify.config import CustomerConfig, WebhookConfig
 
-WAITING_ON_US = frozenset({"new", "open", "on_hold"})
 REPLY_METRICS = frozenset({"first_reply", "next_reply"})
 
 
