@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -97,3 +98,22 @@ def nats_home(tmp_path: Path) -> Iterator[Path]:
         missing_dependency(f"cannot start the embedded nats-server: {error}")
     yield home
     server.stop()
+
+
+def postgres_hint(terminalreporter: Any) -> str | None:
+    """The summary line that says how to run the PostgreSQL tests a fresh clone skips."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    count = sum(1 for report in skipped if "TICKETING_TEST_POSTGRES_URL" in str(report.longrepr))
+    if not count:
+        return None
+    return (
+        f"{count} PostgreSQL test{'s' if count != 1 else ''} skipped: to run them, point "
+        "TICKETING_TEST_POSTGRES_URL at a database they may create schemas in, e.g. "
+        "TICKETING_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test make test"
+    )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    hint = postgres_hint(terminalreporter)
+    if hint:
+        terminalreporter.write_line(hint, yellow=True)

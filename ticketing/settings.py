@@ -32,6 +32,8 @@ class Settings:
     notifier_file: Path | None = None
     principals_file: Path | None = None
     clock_skew_seconds: int = 300
+    timezone: str = "UTC"
+    """The IANA zone people read and type times in (`TICKETING_TZ`, the CLI's `--tz`)."""
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -64,6 +66,7 @@ class Settings:
             notifier_file=_optional_path(env.get("TICKETING_NOTIFIER")),
             principals_file=_optional_path(env.get("TICKETING_PRINCIPALS")),
             clock_skew_seconds=_seconds(env, "TICKETING_CLOCK_SKEW", 300),
+            timezone=time_zone(env.get("TICKETING_TZ") or "UTC", "TICKETING_TZ"),
         )
 
     def with_home(self, home: Path | str | None) -> Settings:
@@ -136,6 +139,22 @@ def analytics_path(settings: Settings) -> Path:
 def analytics_snapshot_path(settings: Settings) -> Path:
     """The analysts' read-only copy of the analytics file."""
     return settings.home / "analytics-snapshot.duckdb"
+
+
+def time_zone(name: str, source: str) -> str:
+    """`name` when it is an IANA zone (or UTC); `SettingsError` naming `source` otherwise."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    name = name.strip()
+    if name.upper() in ("UTC", "Z"):
+        return "UTC"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(
+            f"{source} must be an IANA time zone such as Europe/Paris or UTC, got {name!r}"
+        ) from None
+    return name
 
 
 def _seconds(env: Mapping[str, str], name: str, default: int) -> int:

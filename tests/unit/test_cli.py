@@ -172,9 +172,10 @@ def test_a_ticket_walked_to_closed_reports_each_change(ticketing: Cli) -> None:
     assert card["tags"] == "vpn"
     assert card["rating"] == "5/5 'great'"
     assert card["version"] == "10"
-    # And: log lists every event, oldest first, with who did it
+    # And: log (the same command as history) lists every event, oldest first, with who did it
     rows = ticketing.ok("log", tid).splitlines()
-    assert rows[0].split() == ["V", "OCCURRED_AT", "ACTOR", "EVENT", "CHANGE"]
+    assert rows[0].split() == ["V", "OCCURRED_AT", "ACTOR", "EVENT", "CHANGE", "HASH"]
+    assert ticketing.ok("history", tid).splitlines() == rows
     assert [r.split()[0] for r in rows[1:]] == [str(v) for v in range(1, 11)]
     assert [r.split()[3] for r in rows[1:]] == [
         "TicketOpened",
@@ -336,12 +337,15 @@ BAD_INPUT: dict[str, tuple[list[str], int, str, str]] = {
     "unknown command": (["frobnicate", "{tid}"], 2, "usage_error", "frobnicate"),
     "no command": ([], 2, "usage_error", "command"),
     "group without its subcommand": (["account"], 2, "usage_error", "account"),
-    "bad --at": (
-        ["tag", "{tid}", "vpn", "--at", "yesterday"],
+    "bad --at": (["tag", "{tid}", "vpn", "--at", "yesterday"], 2, "invalid_time", "--at"),
+    "malformed ticket id (comment)": (
+        ["comment", "abc", "--body", "hi"],
         1,
         "validation_error",
-        "occurred_at",
+        "not a ticket id",
     ),
+    "malformed ticket id (show)": (["show", "abc"], 1, "validation_error", "not a ticket id"),
+    "unknown ticket id prefix": (["comment", "0000", "--body", "hi"], 1, "not_found", "0000"),
 }
 
 

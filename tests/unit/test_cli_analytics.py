@@ -11,7 +11,16 @@ from click.testing import CliRunner, Result
 
 from projections.analytics.store import AnalyticsStore
 from tests.integration.test_analytics_store import scenario
-from ticketing.cli.analytics import LIVE_NAME, NO_SNAPSHOT, SNAPSHOT_NAME, kpi_table, register
+from ticketing.cli.analytics import (
+    LIVE_NAME,
+    NO_SNAPSHOT,
+    SNAPSHOT_NAME,
+    SNAPSHOT_STATE,
+    SNAPSHOT_TABLES,
+    SNAPSHOT_VIEWS,
+    kpi_table,
+    register,
+)
 from ticketing.cli.app import CliError, Context
 from ticketing.settings import Settings
 
@@ -111,3 +120,55 @@ def test_kpi_json_filters_on_the_opening_day(published: Path) -> None:
 def test_kpi_table_reports_a_snapshot_for_the_demo(published: Path) -> None:
     text = kpi_table(published / SNAPSHOT_NAME)
     assert "first_resolution" in text and "REOPEN_RATE" in text
+
+
+def test_sql_prints_at_most_its_limit_and_says_when_it_cut(published: Path) -> None:
+    # Given a query with more rows than the limit
+    query = "SELECT * FROM range(1500)"
+    # When / Then: the default limit of 1,000
+    lines = invoke(published, "sql", query).output.splitlines()
+    assert len(lines) == 1 + 1_000 + 1
+    assert lines[-1] == "(1,000 of 1,500 rows shown; --limit N for more (0: all))"
+    # And a given limit, or none
+    assert invoke(published, "sql", query, "--limit", "3").output.splitlines()[-1] == (
+        "(3 of 1,500 rows shown; --limit N for more (0: all))"
+    )
+    assert invoke(published, "sql", query, "--limit", "0").output.splitlines()[-1] == (
+        "(1500 rows)"
+    )
+    cut = invoke(published, "sql", query, "--limit", "2", "--json")
+    assert len(json.loads(cut.stdout)) == 2
+    assert "2 of 1,500 rows shown" in cut.stderr
+
+
+def test_an_empty_sql_text_is_a_usage_error(published: Path) -> None:
+    for text in ("", "  \n"):
+        error = failure(invoke(published, "sql", text))
+        assert (error.code, error.exit_code) == ("usage_error", 2)
+
+
+def test_sql_help_lists_every_table_and_view_of_the_snapshot(published: Path) -> None:
+    import duckdb
+
+    with duckdb.connect(str(published / SNAPSHOT_NAME), read_only=True) as con:
+        found = con.execute(
+            "SELECT table_type, table_name FROM information_schema.tables "
+            "WHERE table_schema = 'main' ORDER BY 2"
+        ).fetchall()
+    tables = sorted(name for kind, name in found if kind == "BASE TABLE")
+    views = sorted(name for kind, name in found if kind == "VIEW")
+    assert sorted([*SNAPSHOT_TABLES, *SNAPSHOT_STATE]) == tables
+    assert sorted(SNAPSHOT_VIEWS) == views
+    text = " ".join(invoke(published, "sql", "--help").output.split())
+    assert all(name in text for name in [*tables, *views])
+    assert "ticket_sla" in text and "kpi_sla_achievement" in text
+
+
+def test_kpi_takes_the_one_time_syntax_with_zones(published: Path) -> None:
+    same_day = invoke(
+        published, "kpi", "--since", "2026-03-03T00:00:00Z", "--until", "2026-03-04", "--json"
+    )
+    assert json.loads(same_day.output)[0]["tickets"] == 1
+    error = failure(invoke(published, "kpi", "--since", "03/03/2026"))
+    assert (error.code, error.exit_code) == ("invalid_time", 2)
+    assert "%" not in error.message

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +15,31 @@ import click
 
 from ticketing.cli import output
 from ticketing.cli.context import CliError, current_context
+from ticketing.cli.exit_codes import USAGE
+from ticketing.cli.times import parse_moment
 
 LIVE_NAME = "analytics.duckdb"
 SNAPSHOT_NAME = "analytics-snapshot.duckdb"
 NO_SNAPSHOT = "no analytics snapshot yet: run `ticketing serve` or `ticketing rebuild analytics`"
-_DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S"]
+SQL_ROW_LIMIT = 1_000
+"""Rows `sql` prints unless told otherwise (`--limit N`; 0: all)."""
+SNAPSHOT_TABLES = (
+    "event_facts",
+    "ticket_facts",
+    "accounts",
+    "ticket_sla",
+    "projection_position",
+)
+SNAPSHOT_VIEWS = (
+    "kpi_ticket_metrics",
+    "kpi_daily_volume",
+    "kpi_backlog",
+    "kpi_csat",
+    "kpi_sla_achievement",
+)
+SNAPSHOT_STATE = ("sla_catalog", "sla_state")
+"""The projector's own fold state, readable too but not meant for reports."""
+# What analysts can query; a test compares these with the snapshot's own catalogue.
 
 
 def snapshot_path() -> Path:
@@ -47,35 +67,56 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
-@click.command("sql")
+@click.command(
+    "sql",
+    help="Run read-only SQL against the analytics snapshot ('-' reads the SQL from stdin); at "
+    f"most {SQL_ROW_LIMIT:,} rows are printed unless --limit says otherwise.\n\n"
+    f"Tables: {', '.join(SNAPSHOT_TABLES)}; views: {', '.join(SNAPSHOT_VIEWS)} "
+    f"(docs/kpis.md defines them); the projector's own state: {', '.join(SNAPSHOT_STATE)}.",
+)
 @click.argument("query", metavar="SQL")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=SQL_ROW_LIMIT,
+    show_default=True,
+    help="Print at most this many rows (0: all); a note says when rows were cut.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of row objects.")
-def sql_command(query: str, as_json: bool) -> None:
-    """Run read-only SQL against the analytics snapshot ('-' reads the SQL from stdin).
-
-    Tables: event_facts, ticket_facts, accounts, projection_position; views: kpi_ticket_metrics,
-    kpi_daily_volume, kpi_backlog, kpi_csat."""
+def sql_command(query: str, limit: int, as_json: bool) -> None:
     import duckdb
 
     from projections.analytics.queries import SnapshotMissingError, run_sql
 
     text = sys.stdin.read() if query == "-" else query
+    if not text.strip():
+        raise CliError(
+            "usage_error",
+            'SQL: empty; give a query, e.g. `ticketing sql "SELECT count(*) FROM ticket_facts"`',
+            USAGE,
+        )
     try:
         columns, rows = run_sql(snapshot_path(), text)
     except SnapshotMissingError as error:
         raise CliError("no_snapshot", NO_SNAPSHOT) from error
     except duckdb.Error as error:
         raise CliError("sql_error", _one_line(error)) from error
+    total = len(rows)
+    if limit and total > limit:
+        rows = rows[:limit]
+    cut = (
+        f"{len(rows):,} of {total:,} rows shown; --limit N for more (0: all)"
+        if len(rows) < total
+        else None
+    )
     if as_json:
         objects = [dict(zip(columns, row, strict=True)) for row in rows]
         click.echo(json.dumps(objects, default=_json_value, indent=2))
+        if cut:
+            click.echo(f"note: {cut}", err=True)
     elif columns:
         click.echo(output.table(rows, columns))
-        click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
-
-
-def _as_utc(moment: datetime | None) -> datetime | None:
-    return None if moment is None else moment.replace(tzinfo=moment.tzinfo or UTC)
+        click.echo(f"({cut})" if cut else f"({total} row{'s' if total != 1 else ''})")
 
 
 def _number(value: float | None) -> str | None:
@@ -152,13 +193,12 @@ def kpi_table(
 @click.command("kpi")
 @click.option(
     "--since",
-    type=click.DateTime(_DATE_FORMATS),
-    help="Only tickets opened at or after this UTC date/time (YYYY-MM-DD[THH:MM[:SS]]).",
+    help="Only tickets opened at or after this time (ISO 8601; a date alone: its midnight; "
+    "without a zone: in --tz).",
 )
 @click.option(
     "--until",
-    type=click.DateTime(_DATE_FORMATS),
-    help="Only tickets opened before this UTC date/time (exclusive).",
+    help="Only tickets opened before this time (exclusive; same syntax as --since).",
 )
 @click.option(
     "--by",
@@ -166,21 +206,22 @@ def kpi_table(
     help="Group the report; default one overall group.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def kpi_command(
-    since: datetime | None, until: datetime | None, by: str | None, as_json: bool
-) -> None:
+def kpi_command(since: str | None, until: str | None, by: str | None, as_json: bool) -> None:
     """KPIs from the analytics snapshot: medians, p90s and means in minutes, plus rates."""
     import duckdb
 
     from projections.analytics.kpis import kpi_summary
     from projections.analytics.queries import SnapshotMissingError, open_readonly
 
+    zone = current_context().zone
+    start = parse_moment(since, "--since", zone) if since else None
+    end = parse_moment(until, "--until", zone) if until else None
     try:
         con = open_readonly(snapshot_path())
     except SnapshotMissingError as error:
         raise CliError("no_snapshot", NO_SNAPSHOT) from error
     try:
-        groups = kpi_summary(con, since=_as_utc(since), until=_as_utc(until), by=by)
+        groups = kpi_summary(con, since=start, until=end, by=by)
     except duckdb.Error as error:
         raise CliError("sql_error", _one_line(error)) from error
     finally:

@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from commands.replies import Reply
 from projections.queue.queries import MAX_LIMIT
-from ticketing.cli import output
-from ticketing.cli.context import CliError, Context, current_context, default_actor, ticket_uuid
-from ticketing.domain.errors import TicketingError
-from ticketing.domain.events import event_payload
+from ticketing.cli import exit_codes, output
+from ticketing.cli.context import CliError, Context, current_context, default_actor
+from ticketing.cli.times import parse_moment
 from ticketing.domain.values import Channel, Priority, SlaTier, Status
-from ticketing.home import private_files
-from ticketing.nats.connect import NatsUnavailableError
-from ticketing.nats.server import NatsServerError
-from ticketing.principals import PrincipalError
-from ticketing.settings import Settings, SettingsError
+from ticketing.settings import Settings, SettingsError, time_zone
+
+if TYPE_CHECKING:
+    from commands.replies import Reply
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,14 +33,27 @@ pass_context = click.make_pass_decorator(Context)
     envvar="TICKETING_HOME",
     help="Data directory (event store, NATS store, projections). Default ./.ticketing.",
 )
+@click.option(
+    "--tz",
+    help="Show times in this IANA zone (e.g. Europe/Paris; env TICKETING_TZ; default UTC); "
+    "times typed without a zone are read in it too.",
+)
 @click.version_option(package_name="ticketing")
 @click.pass_context
-def cli(ctx: click.Context, home: str | None) -> None:
-    """Event-sourced support ticketing: every change is an immutable event."""
+def cli(ctx: click.Context, home: str | None, tz: str | None) -> None:
+    """Event-sourced support ticketing: every change is an immutable event.
+
+    Tickets are named by their id or any unique prefix of it (at least 4 hex digits). Times
+    are ISO 8601 (2026-11-24T09:30:00+01:00; without a zone: in --tz; a date alone: its
+    midnight). Exit codes: 0 ok, 1 refused or failed, 2 usage or configuration, 3 internal."""
+    from dataclasses import replace
+
     try:
         settings = Settings.from_env().with_home(home)
+        if tz is not None:
+            settings = replace(settings, timezone=time_zone(tz, "--tz"))
     except SettingsError as error:
-        raise CliError("configuration_error", str(error), 2) from error
+        raise CliError("configuration_error", str(error), exit_codes.USAGE) from error
     ctx.obj = Context(settings, home_given=home is not None)
 
 
@@ -60,7 +69,9 @@ def command_options(func: F) -> F:
         ),
         click.option("--command-id", help="Idempotency key: repeating it returns the first reply."),
         click.option(
-            "--at", "occurred_at", help="When it happened (ISO 8601 with zone); default now."
+            "--at",
+            "occurred_at",
+            help="When it happened (ISO 8601; without a zone: in --tz); default now.",
         ),
         click.option(
             "--expected-version",
@@ -84,7 +95,9 @@ def _envelope(
     if command_id is not None:
         payload["command_id"] = command_id
     if occurred_at is not None:
-        payload["occurred_at"] = occurred_at
+        payload["occurred_at"] = parse_moment(
+            occurred_at, "--at", current_context().zone
+        ).isoformat()
     if expected_version is not None:
         payload["expected_version"] = expected_version
     return payload
@@ -94,8 +107,13 @@ def run_command(name: str, fields: dict[str, Any], common: dict[str, Any]) -> No
     """Validate and execute one command, then print its reply for people or machines."""
     as_json = common.pop("as_json")
     obj = current_context()
+    service = obj.writer
+    if "ticket_id" in fields:
+        fields = {**fields, "ticket_id": str(obj.ticket_id(fields["ticket_id"]))}
+    if fields.get("follow_up_of"):
+        fields = {**fields, "follow_up_of": str(obj.ticket_id(fields["follow_up_of"]))}
     payload = {**_envelope(**common), **{k: v for k, v in fields.items()}}
-    reply = obj.writer.execute_raw(name, payload)
+    reply = service.execute_raw(name, payload)
     print_reply(reply, as_json=as_json, brief=name == "open_ticket")
 
 
@@ -130,6 +148,20 @@ def print_reply(reply: Reply, *, as_json: bool, brief: bool = False) -> None:
 
 def ticket_argument(func: F) -> F:
     return click.argument("ticket")(func)
+
+
+def text_input(text: str, path: Path | None, option: str) -> str:
+    """A long text given inline, as '-' (stdin) or as a file (`{option}-file`), not two ways."""
+    if path is not None:
+        if text:
+            raise CliError(
+                "usage_error", f"give {option} or {option}-file, not both", exit_codes.USAGE
+            )
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise CliError("usage_error", f"{option}-file: {error}", exit_codes.USAGE) from None
+    return sys.stdin.read() if text == "-" else text
 
 
 # --- accounts ----------------------------------------------------------------------------
@@ -253,7 +285,14 @@ def agent_show(obj: Context, agent_id: str, as_json: bool) -> None:
 @click.option("--account", "account_id", required=True, help="Account id of the customer.")
 @click.option("--requester", required=True, help="Requester's email address.")
 @click.option("--subject", required=True, help="One line, at most 250 characters.")
-@click.option("--description", default="", help="The full problem description.")
+@click.option(
+    "--description", default="", help="The full problem description ('-' reads it from stdin)."
+)
+@click.option(
+    "--description-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read the description from this file (UTF-8).",
+)
 @click.option(
     "--channel", type=click.Choice([c.value for c in Channel]), default="web", show_default=True
 )
@@ -272,6 +311,7 @@ def open_ticket(
     requester: str,
     subject: str,
     description: str,
+    description_file: Path | None,
     channel: str,
     priority: str,
     category: str | None,
@@ -280,6 +320,7 @@ def open_ticket(
     **common: Any,
 ) -> None:
     """Open a ticket and print its id."""
+    description = text_input(description, description_file, "--description")
     fields: dict[str, Any] = {
         "account_id": account_id,
         "requester": requester,
@@ -342,11 +383,25 @@ def assign(
 
 @cli.command()
 @ticket_argument
-@click.option("--body", required=True, help="The text (at most 64 KiB).")
+@click.option("--body", help="The text (at most 64 KiB; '-' reads it from stdin).")
+@click.option(
+    "--body-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read the text from this file (UTF-8).",
+)
 @click.option("--internal", is_flag=True, help="An internal note instead of a public reply.")
 @command_options
-def comment(ticket: str, body: str, internal: bool, **common: Any) -> None:
+def comment(
+    ticket: str, body: str | None, body_file: Path | None, internal: bool, **common: Any
+) -> None:
     """Add a public reply or an internal note."""
+    if body is None and body_file is None:
+        raise CliError(
+            "usage_error",
+            "comment needs --body TEXT, --body - or --body-file PATH",
+            exit_codes.USAGE,
+        )
+    body = text_input(body or "", body_file, "--body")
     fields = {"ticket_id": ticket, "body": body, "visibility": "internal" if internal else "public"}
     run_command("add_comment", fields, common)
 
@@ -417,37 +472,6 @@ def untag(ticket: str, tags: tuple[str, ...], **common: Any) -> None:
 
 
 # --- reading -----------------------------------------------------------------------------
-
-
-@cli.command()
-@ticket_argument
-@click.option(
-    "--as-of", help="The state exactly as it was at this time (ISO 8601; UTC if no zone)."
-)
-@click.option("--version", "version", type=int, help="The state exactly as it was at this version.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@pass_context
-def show(obj: Context, ticket: str, as_of: str | None, version: int | None, as_json: bool) -> None:
-    """Show a ticket's state: current, or exactly as it was at a time or version."""
-    from replay.history import parse_time, ticket_as_of
-
-    if as_of is not None and version is not None:
-        raise CliError("validation_error", "give --as-of or --version, not both")
-    moment = parse_time(as_of) if as_of is not None else None
-    state = ticket_as_of(obj.service.app, ticket_uuid(ticket), at=moment, version=version).as_dict()
-    click.echo(json.dumps(state) if as_json else output.ticket_card(state))
-
-
-@cli.command()
-@ticket_argument
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of events.")
-@pass_context
-def log(obj: Context, ticket: str, as_json: bool) -> None:
-    """List a ticket's events, oldest first."""
-    ticket_id = ticket_uuid(ticket)
-    obj.service.load_ticket(ticket_id)
-    events = [event_payload(e) for e in obj.service.app.events.get(ticket_id)]
-    click.echo(json.dumps(events) if as_json else output.events_table(events))
 
 
 @cli.command()
@@ -538,6 +562,7 @@ def status(obj: Context, as_json: bool) -> None:
 def principals(obj: Context, as_json: bool) -> None:
     """Who may send commands: each principal, the actors it may act as and its grants."""
     from ticketing.nats.roles import permissions_for
+    from ticketing.principals import PrincipalError
     from ticketing.runtime.bootstrap import load_principals
 
     try:
@@ -587,9 +612,10 @@ def status_text(report: dict[str, Any]) -> str:
         f"relay lag     {'unknown' if lag is None else lag} events",
     ]
     processes = report.get("processes", [])
-    if not processes:
+    quiet = _quiet_children(report)
+    if not processes and not quiet:
         return "\n".join([*lines, "no processes answered"])
-    rows = [
+    rows: list[tuple[Any, ...]] = [
         (
             p["name"],
             p["id"],
@@ -600,9 +626,27 @@ def status_text(report: dict[str, Any]) -> str:
         )
         for p in processes
     ]
+    rows += [
+        (c["name"], f"pid {c['pid']}", None, None, "FAILING" if c["failing"] else "idle", None)
+        for c in quiet
+    ]
     table = output.table(rows, ["process", "id", "position", "lag", "state", "requests"])
+    if any(not c["failing"] for c in quiet):
+        table += (
+            "\nidle: running under `serve` but answering no queries (a worker without its "
+            "rules file, the nats-server); see <home>/logs/<process>.log"
+        )
     errors = [f"{f['name']}: {f['error']}" for f in report.get("failing", [])]
     return "\n".join([*lines, table, *errors])
+
+
+def _quiet_children(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The children of `serve` that answered no discovery: idle workers (no rules file), the
+    nats-server, or ones failing to start."""
+    answered = {str(p["name"]).removeprefix("ticketing-") for p in report.get("processes", [])}
+    answered |= {"command-service"} if "commands" in answered else set()
+    children = (report.get("serve") or {}).get("children") or []
+    return [c for c in children if c["name"] not in answered and c.get("pid") is not None]
 
 
 # --- processes ---------------------------------------------------------------------------
@@ -614,6 +658,8 @@ def run() -> None:
 
 
 def _run(target: str) -> None:
+    import logging
+
     from ticketing.runtime import processes
 
     obj = current_context()
@@ -661,7 +707,17 @@ def run_notifier() -> None:
 @cli.command()
 @pass_context
 def serve(obj: Context) -> None:
-    """Run everything: embedded NATS (unless NATS_URL), command service, relay, projectors."""
+    """Run everything: embedded NATS (unless NATS_URL), command service, relay, projectors
+    and workers, restarting a child that dies; Ctrl-C stops all. One per data directory.
+
+    \b
+    Logs, one file per process:
+      <home>/logs/command-service.log, relay.log, queue-projector.log,
+        analytics-projector.log, sla-monitor.log, triggers.log, router.log,
+        notifier.log
+      <home>/logs/supervisor.json   each child's pid, restarts and last failure
+      <home>/nats/server.log        the embedded nats-server
+    `ticketing status` shows who is up, idle, lagging or failing."""
     from ticketing.runtime.supervisor import serve as serve_stack
 
     serve_stack(obj.settings, click.echo)
@@ -743,10 +799,9 @@ def queue(
         }
     )
     if as_of is not None:
-        from replay.history import parse_time
         from replay.rebuild import queue_as_of
 
-        reader = queue_as_of(obj.service.app, parse_time(as_of))
+        reader = queue_as_of(obj.service.app, parse_moment(as_of, "--as-of", obj.zone))
     else:
         obj.require_home()
         try:
@@ -760,7 +815,7 @@ def queue(
     if as_json:
         click.echo(json.dumps(tickets))
         return
-    click.echo(output.queue_table(tickets))
+    click.echo(output.queue_table(tickets, obj.zone))
 
 
 @run.command("nats")
@@ -782,9 +837,10 @@ def run_command_service() -> None:
 
 
 def _register_analyst_commands() -> None:
-    from ticketing.cli import analytics, audit, importing
+    from ticketing.cli import analytics, audit, importing, reading
     from ticketing.cli.sla import sla
 
+    reading.register(cli)
     analytics.register(cli)
     audit.register(cli)
     importing.register(cli)
@@ -803,30 +859,45 @@ def _fail(code: str, message: str, exit_code: int) -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; every failure becomes one `error: CODE: message` line and a non-zero exit."""
+    """Run the CLI; every failure becomes one `error: CODE: message` line and a non-zero exit
+    from the one table in `exit_codes`."""
+    from ticketing.home import private_files
+
     private_files()
     try:
         cli.main(args=argv, prog_name="ticketing", standalone_mode=False)
-    except CliError as error:
-        _fail(error.code, error.message, error.exit_code)
-    except TicketingError as error:
-        _fail(error.code, error.message, 1)
-    except NatsUnavailableError as error:
-        _fail("nats_unavailable", str(error), 1)
-    except NatsServerError as error:
-        _fail("nats_server_error", str(error), 1)
-    except PrincipalError as error:
-        _fail("principals_error", str(error), 1)
-    except click.exceptions.Abort:
-        _fail("aborted", "interrupted", 130)
-    except click.exceptions.NoArgsIsHelpError as error:
-        path = error.ctx.command_path
-        _fail("usage_error", f"{path} needs a subcommand; see `{path} --help`", 2)
-    except click.ClickException as error:
-        message = " ".join(error.format_message().split())
-        _fail("usage_error", message, error.exit_code)
     except Exception as error:
-        _fail("internal_error", f"{type(error).__name__}: {error}", 3)
+        code, message, exit_code = failure(error)
+        _fail(code, message, exit_code)
+
+
+def failure(error: BaseException) -> tuple[str, str, int]:
+    """(code, message, exit code) of anything a command raised."""
+    from ticketing.domain.errors import TicketingError
+    from ticketing.nats.connect import NatsUnavailableError
+    from ticketing.nats.server import NatsServerError
+    from ticketing.principals import PrincipalError
+
+    if isinstance(error, CliError):
+        return error.code, error.message, error.exit_code
+    if isinstance(error, SettingsError):  # e.g. a missing TICKETING_POSTGRES_URL
+        return "configuration_error", str(error), exit_codes.USAGE
+    if isinstance(error, TicketingError):
+        return error.code, error.message, exit_codes.FAILED
+    if isinstance(error, NatsUnavailableError):
+        return "nats_unavailable", str(error), exit_codes.FAILED
+    if isinstance(error, NatsServerError):
+        return "nats_server_error", str(error), exit_codes.FAILED
+    if isinstance(error, PrincipalError):
+        return "principals_error", str(error), exit_codes.FAILED
+    if isinstance(error, click.exceptions.Abort):
+        return "aborted", "interrupted", exit_codes.INTERRUPTED
+    if isinstance(error, click.exceptions.NoArgsIsHelpError):
+        path = error.ctx.command_path
+        return "usage_error", f"{path} needs a subcommand; see `{path} --help`", exit_codes.USAGE
+    if isinstance(error, click.ClickException):  # usage errors exit 2 (a file error 1)
+        return "usage_error", " ".join(error.format_message().split()), error.exit_code
+    return "internal_error", f"{type(error).__name__}: {error}", exit_codes.INTERNAL
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import click
 
 from ticketing.cli import output
 from ticketing.cli.context import CliError, current_context, ticket_uuid
+from ticketing.cli.times import local_iso, parse_moment
 
 if TYPE_CHECKING:
     from replay.chain import ChainReport
@@ -20,17 +21,19 @@ if TYPE_CHECKING:
 @click.argument("ticket")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of events.")
 def history(ticket: str, as_json: bool) -> None:
-    """Every event of a ticket, oldest first, from the event store, with its chain hash."""
+    """Every event of a ticket, oldest first, from the event store, with its chain hash
+    (`log` is the same command). Times in --tz; redacted comments marked."""
     from replay.history import history as ticket_history
 
-    events = ticket_history(current_context().service.app, ticket_uuid(ticket))
+    obj = current_context()
+    events = ticket_history(obj.service.app, ticket_uuid(ticket))
     if as_json:
         click.echo(json.dumps(events))
         return
     rows = [
         (
             e["version"],
-            e["occurred_at"],
+            local_iso(e["occurred_at"], obj.zone),
             output.actor_text(e["actor"]),
             e["type"],
             _change_text(e),
@@ -220,15 +223,15 @@ def export(
 ) -> None:
     """Export events for auditors, each with its chain hashes."""
     from replay.export import select_events, write_jsonl, write_parquet
-    from replay.history import parse_time
 
     if ticket and (since or until):
         raise CliError("validation_error", "give --ticket or --since/--until, not both")
+    obj = current_context()
     events = select_events(
-        current_context().service.app,
+        obj.service.app,
         ticket=ticket_uuid(ticket) if ticket else None,
-        since=parse_time(since) if since else None,
-        until=parse_time(until) if until else None,
+        since=parse_moment(since, "--since", obj.zone) if since else None,
+        until=parse_moment(until, "--until", obj.zone) if until else None,
     )
     if fmt == "parquet":
         if out is None:
@@ -266,3 +269,4 @@ def checkpoint() -> None:
 def register(group: click.Group) -> None:
     for command in (history, verify, rebuild, export, checkpoint):
         group.add_command(command)
+    group.add_command(history, "log")  # one command, two names: people say both

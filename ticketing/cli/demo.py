@@ -169,13 +169,18 @@ def projection_positions(settings: Settings) -> dict[str, int]:
 
 
 def show_queue(settings: Settings, limit: int = 15) -> str:
-    from projections.queue.queries import QueueQuery, list_queue, open_reader
+    """The first `limit` tickets of the live queue, saying so when there are more."""
+    from projections.queue.queries import MAX_LIMIT, QueueQuery, list_queue, open_reader
 
     reader = open_reader(queue_path(settings))
     try:
-        return output.queue_table(list_queue(reader, QueueQuery(limit=limit)))
+        tickets = list_queue(reader, QueueQuery(limit=MAX_LIMIT))
     finally:
         reader.close()
+    table = output.queue_table(tickets[:limit])
+    if len(tickets) <= limit:
+        return table
+    return f"{table}\n({limit} of {len(tickets)} shown; `ticketing queue` lists them all)"
 
 
 EXAMPLE_POLICY = Path(__file__).resolve().parents[1] / "mappings" / "sla.example.toml"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, tzinfo
 from typing import Any
+
+from ticketing.cli.times import local, zone_name
 
 _ENVELOPE = {
     "type",
@@ -27,7 +30,7 @@ _ENVELOPE = {
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     """Left-aligned columns sized to their widest cell."""
-    cells = [[_cell(v) for v in row] for row in rows]
+    cells = [[cell(v) for v in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
@@ -36,7 +39,8 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
+    """One table cell: `-` for nothing, lists comma-joined, one line of at most 60 chars."""
     if value is None:
         return "-"
     if isinstance(value, list | tuple):
@@ -52,66 +56,26 @@ def describe_change(event: Mapping[str, Any]) -> str:
         extra = event.get("reason") or event.get("resolution")
         return f"{text} ({extra})" if extra else text
     if event["type"] == "CommentAdded":
-        return f"{event['visibility']} {event['comment_id']}: {_cell(event['body'])}"
+        return f"{event['visibility']} {event['comment_id']}: {cell(event['body'])}"
     if event["type"] == "TicketOpened":
         return f"{event['subject']!r} for {event['account_id']} via {event['channel']}"
     fields = {k: v for k, v in event.items() if k not in _ENVELOPE}
-    return ", ".join(f"{k}={_cell(v)}" for k, v in fields.items())
+    return ", ".join(f"{k}={cell(v)}" for k, v in fields.items())
 
 
 def actor_text(actor: Mapping[str, str]) -> str:
     return f"{actor['kind']}:{actor['id']}"
 
 
-def events_table(events: Sequence[Mapping[str, Any]]) -> str:
-    rows = [
-        (e["version"], e["occurred_at"], actor_text(e["actor"]), e["type"], describe_change(e))
-        for e in events
-    ]
-    return table(rows, ["v", "occurred_at", "actor", "event", "change"])
-
-
-def ticket_card(ticket: Mapping[str, Any]) -> str:
-    keys = [
-        "ticket_id",
-        "subject",
-        "status",
-        "priority",
-        "category",
-        "channel",
-        "account_id",
-        "account_tier",
-        "requester",
-        "team",
-        "agent",
-        "tags",
-        "resolution",
-        "rating",
-        "reopen_count",
-        "opened_at",
-        "updated_at",
-        "version",
-    ]
-    width = max(len(k) for k in keys)
-    lines = [
-        f"{k.ljust(width)}  {_cell(_rating(ticket[k]) if k == 'rating' else ticket[k])}"
-        for k in keys
-    ]
-    for comment in ticket.get("comments", []):
-        lines.append(
-            f"  [{comment['comment_id']} {comment['visibility']} "
-            f"{actor_text(comment['author'])} {comment['occurred_at']}] {_cell(comment['body'])}"
-        )
-    return "\n".join(lines)
-
-
-def _rating(rating: Mapping[str, Any] | None) -> str | None:
+def rating_text(rating: Mapping[str, Any] | None) -> str | None:
+    """`5/5 'great'`."""
     if not rating:
         return None
     return f"{rating['score']}/5" + (f" {rating['comment']!r}" if rating.get("comment") else "")
 
 
-def queue_table(tickets: Sequence[Mapping[str, Any]]) -> str:
+def queue_table(tickets: Sequence[Mapping[str, Any]], zone: tzinfo = UTC) -> str:
+    """The queue for people: times in `zone`, named in the headers."""
     if not tickets:
         return "no tickets match"
     rows = [
@@ -124,22 +88,29 @@ def queue_table(tickets: Sequence[Mapping[str, Any]]) -> str:
             t["agent"],
             t["account_id"],
             t["channel"],
-            t["opened_at"][:16].replace("T", " "),
-            _sla(t),
+            _minute(t["opened_at"], zone),
+            _sla(t, zone),
             t["subject"],
         )
         for t in tickets
     ]
     headers = ["ticket", "priority", "status", "waiting", "team", "agent", "account", "channel"]
-    return table(rows, [*headers, "opened (UTC)", "sla", "subject"])
+    named = zone_name(zone)
+    return table(rows, [*headers, f"opened ({named})", f"sla (next due, {named})", "subject"])
 
 
-def _sla(ticket: Mapping[str, Any]) -> str | None:
-    """`first_reply 10:30` for the next due clock, `BREACHED resolution` for breaches."""
+def _minute(value: Any, zone: tzinfo) -> str | None:
+    """`2026-11-24 10:30`: a table's time in `zone` (named once, in its header)."""
+    text = local(value, zone)
+    return None if text is None else text.rsplit(" ", 1)[0]
+
+
+def _sla(ticket: Mapping[str, Any], zone: tzinfo) -> str | None:
+    """`first_reply due 2026-11-24 10:30 CET` for the next due clock (a time of day in the
+    zone it names), `BREACHED resolution` for breaches."""
     parts = []
     if ticket.get("sla_breached"):
         parts.append("BREACHED " + ",".join(ticket["sla_breached"]))
     if ticket.get("sla_due_at"):
-        due = str(ticket["sla_due_at"])[:16].replace("T", " ")
-        parts.append(f"{ticket.get('sla_next_metric')} due {due}")
+        parts.append(f"{ticket.get('sla_next_metric')} due {local(ticket['sla_due_at'], zone)}")
     return "; ".join(parts) or None

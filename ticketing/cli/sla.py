@@ -17,8 +17,9 @@ from commands.replies import Reply
 from commands.service import CommandService
 from ticketing.cli import output
 from ticketing.cli.context import CliError, current_context, default_actor
+from ticketing.cli.exit_codes import USAGE
+from ticketing.cli.times import parse_moment
 from ticketing.domain.business_hours import BusinessCalendar
-from ticketing.domain.errors import TicketingError
 from ticketing.domain.policies import VersionedSlaPolicy, policy_uuid
 from ticketing.domain.sla_definitions import build_policy
 from ticketing.domain.sla_policy import SlaMetric, SlaPolicy
@@ -140,7 +141,7 @@ def what_if_command(file: Path, since: str | None, until: str | None, as_json: b
     start = _time(since, "--since") if since else None
     now = _time(until, "--until") if until else utc_now()
     if start is not None and start >= now:
-        raise CliError("validation_error", "--since must be before --until (or now)", 2)
+        raise CliError("usage_error", "--since must be before --until (or now)", USAGE)
     service = current_context().service
     alternative = _alternative(service, policy_file)
     app = service.app
@@ -254,7 +255,7 @@ def _load(file: Path) -> PolicyFile:
     try:
         return load_policy_file(file)
     except PolicyFileError as error:
-        raise CliError(error.code, error.message, 2) from error
+        raise CliError(error.code, error.message, USAGE) from error
 
 
 def _unknown_calendar(policy_file: PolicyFile, calendar_id: str) -> CliError:
@@ -262,7 +263,7 @@ def _unknown_calendar(policy_file: PolicyFile, calendar_id: str) -> CliError:
         "unknown_calendar",
         f"{policy_file.path}: calendar: {calendar_id!r} is neither in the file "
         f"([calendars.{calendar_id}]) nor published",
-        2,
+        USAGE,
     )
 
 
@@ -272,7 +273,7 @@ def _actor(text: str | None) -> m.ActorModel:
     try:
         return m.ActorModel.parse(text)
     except ValueError:
-        raise CliError("validation_error", f"--as: expected KIND:ID, got {text!r}", 2) from None
+        raise CliError("validation_error", f"--as: expected KIND:ID, got {text!r}") from None
 
 
 def _outcome(reply: Reply, kind: str, name: str) -> dict[str, Any]:
@@ -290,12 +291,7 @@ def _subject(command: m.Command) -> tuple[str, str]:
 
 
 def _time(text: str, option: str) -> datetime:
-    from replay.history import parse_time
-
-    try:
-        return parse_time(text)
-    except TicketingError as error:
-        raise CliError("invalid_time", f"{option}: {error.message}", 2) from None
+    return parse_moment(text, option, current_context().zone)
 
 
 def _versions(service: CommandService, name: str) -> list[VersionedSlaPolicy]:
