@@ -26,6 +26,7 @@ QUEUE_TABLES = {
     "queue_tickets": "ticket_id",
     "queue_accounts": "account_uuid",
     "queue_sla": "ticket_id",
+    "queue_search": "ticket_id,field,comment_id",
 }
 ANALYTICS_TABLES = {
     "ticket_facts": "ticket_id",

@@ -34,6 +34,7 @@ Tables = dict[str, list[tuple[Any, ...]]]
 QUEUE_DUMP = {
     "queue_tickets": "SELECT * FROM queue_tickets ORDER BY ticket_id",
     "queue_accounts": "SELECT * FROM queue_accounts ORDER BY account_uuid",
+    "queue_search": "SELECT * FROM queue_search ORDER BY ticket_id, field, comment_id",
     "projection_position": "SELECT projection, stream_sequence FROM projection_position",
 }
 ANALYTICS_DUMP = {

@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from projections.queue.search_index import SCHEMA as SEARCH_SCHEMA
+from projections.queue.search_index import SearchChanges
 from projections.queue.sla import SCHEMA as SLA_SCHEMA
 from projections.queue.sla import fold_queue_sla
 from projections.stream_event import StreamEvent
@@ -85,6 +87,7 @@ CREATE INDEX IF NOT EXISTS queue_tickets_status ON queue_tickets (status, priori
 CREATE INDEX IF NOT EXISTS queue_tickets_team ON queue_tickets (team, status);
 CREATE INDEX IF NOT EXISTS queue_tickets_agent ON queue_tickets (agent, status);
 CREATE INDEX IF NOT EXISTS queue_tickets_account ON queue_tickets (account_id, status);
+CREATE INDEX IF NOT EXISTS queue_tickets_requester ON queue_tickets (requester COLLATE NOCASE);
 CREATE TABLE IF NOT EXISTS queue_accounts (
     account_uuid TEXT PRIMARY KEY,
     account_id TEXT NOT NULL,
@@ -100,6 +103,10 @@ CREATE TABLE IF NOT EXISTS projection_position (
 
 PRIORITY_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
 PROJECTION = "queue"
+SCHEMA_VERSION = 1
+"""Kept in the file's `user_version`. 1: the search index (`queue_search`). A file written
+before is refused with the fix (a rebuild): the index needs descriptions and comments, which
+only the event store holds."""
 
 
 def utc_text(value: str) -> str:
@@ -142,6 +149,33 @@ def _file_of(db: sqlite3.Connection) -> str:
         return "the queue projection"
 
 
+class QueueOutdatedError(TicketingError):
+    """The queue file was written with another schema than this release's: the projector and
+    the search refuse it until it is rebuilt from the event store."""
+
+    code = "projection_outdated"
+
+    def __init__(self, path: Path | str, version: int) -> None:
+        written = "an older" if version < SCHEMA_VERSION else "a newer"
+        super().__init__(
+            f"{path} was written by {written} release (queue schema {version}, this release "
+            f"uses {SCHEMA_VERSION}: the search index); run: ticketing rebuild queue",
+            path=str(path),
+        )
+
+
+def check_schema(db: sqlite3.Connection, path: Path | str) -> bool:
+    """True when the file has this release's schema, False when it is new (no queue yet);
+    `QueueOutdatedError` when it holds a queue of another schema."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version == SCHEMA_VERSION:
+        return True
+    made = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'queue_tickets'").fetchone()
+    if version == 0 and made is None:
+        return False
+    raise QueueOutdatedError(path, version)
+
+
 class QueueStore:
     """Writes the queue projection; `apply` is atomic with the position."""
 
@@ -153,7 +187,11 @@ class QueueStore:
             with corruption_named(self.db, path):
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
-                self.db.executescript(SCHEMA + SLA_SCHEMA)
+                if not check_schema(self.db, path):
+                    self.db.executescript(
+                        f"BEGIN; {SCHEMA}{SLA_SCHEMA}{SEARCH_SCHEMA}"
+                        f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    )
                 self.position()
         except BaseException:
             self.db.close()
@@ -179,10 +217,12 @@ class QueueStore:
             return
         tickets = self._load({e.payload["aggregate_id"] for e in events})
         accounts: dict[str, dict[str, Any]] = {}
-        tier_changes = self._fold(events, tickets, accounts)
+        search = SearchChanges()
+        tier_changes = self._fold(events, tickets, accounts, search)
         self.db.execute("BEGIN IMMEDIATE")
         try:
             self._write_rows(tickets, accounts)
+            search.write(self.db)
             self.db.executemany(
                 "UPDATE queue_tickets SET account_tier = ? WHERE account_id = ?", tier_changes
             )
@@ -196,6 +236,8 @@ class QueueStore:
             if self.db.in_transaction:  # a failed COMMIT (disk full) has rolled back already
                 self.db.execute("ROLLBACK")
             raise
+        if search.erased:  # the WAL still holds the pages from before the redaction
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def apply_all(
         self,
@@ -210,19 +252,21 @@ class QueueStore:
             raise ValueError("apply_all needs an empty projection; use apply")
         tickets: dict[str, dict[str, Any]] = {}
         accounts: dict[str, dict[str, Any]] = {}
+        search = SearchChanges()
         last, applied = 0, 0
         self.db.execute("BEGIN IMMEDIATE")
         try:
             for events in batches:
                 if not events:
                     continue
-                tier_changes = self._fold(events, tickets, accounts)
+                tier_changes = self._fold(events, tickets, accounts, search)
                 _change_tiers(tickets, tier_changes)
                 fold_queue_sla(self.db, (e.payload for e in events))
                 last, applied = events[-1].sequence, applied + len(events)
                 if progress:
                     progress(len(events))
             self._write_rows(tickets, accounts)
+            search.write(self.db)
             self.db.execute(
                 "INSERT OR REPLACE INTO projection_position VALUES (?, ?, ?)",
                 (PROJECTION, last, datetime.now(UTC).isoformat()),
@@ -238,16 +282,18 @@ class QueueStore:
         events: Sequence[StreamEvent],
         tickets: dict[str, dict[str, Any]],
         accounts: dict[str, dict[str, Any]],
+        search: SearchChanges,
     ) -> list[tuple[str, str]]:
-        """Fold a batch into the rows; returns its tier changes (tier, account_id), which
-        reach every stored ticket of the account once the batch's rows are written."""
+        """Fold a batch into the rows and the search changes; returns its tier changes
+        (tier, account_id), which reach every stored ticket of the account once the batch's
+        rows are written."""
         tier_changes: list[tuple[str, str]] = []
         for event in events:
             payload = event.payload
             if payload["type"].startswith("Account"):
                 _fold_account(accounts, payload, tier_changes, self.db)
             else:
-                fold_ticket(tickets, payload)
+                fold_ticket(tickets, payload, search)
         return tier_changes
 
     def _write_rows(
@@ -309,20 +355,29 @@ def _fold_account(
         accounts[key]["name"] = payload["name"]
 
 
-def fold_ticket(tickets: dict[str, dict[str, Any]], payload: dict[str, Any]) -> None:
-    """Apply one ticket event to its queue row (created by TicketOpened)."""
+def fold_ticket(
+    tickets: dict[str, dict[str, Any]],
+    payload: dict[str, Any],
+    search: SearchChanges | None = None,
+) -> None:
+    """Apply one ticket event to its queue row (created by TicketOpened), and its texts to
+    `search` when given."""
     ticket_id = payload["aggregate_id"]
     at = utc_text(payload["occurred_at"])
     kind = payload["type"]
     if kind == "TicketOpened":
         if ticket_id not in tickets:
             tickets[ticket_id] = _opened_row(payload, at)
+            if search is not None:
+                search.opened(payload)
         return
     row = tickets.get(ticket_id)
     if row is None or payload["version"] <= row["version"]:
         return  # an event already folded (replays are harmless)
     row["version"] = payload["version"]
     row["updated_at"] = at
+    if search is not None:
+        search.fold(payload)
     if kind == "TicketCategorized":
         row["category"] = payload["category"]
     elif kind == "TicketPrioritized":
