@@ -741,6 +741,7 @@ def serve(obj: Context) -> None:
     help="Priorities to list (repeatable).",
 )
 @click.option("--account", help="Only this account's tickets.")
+@click.option("--requester", help="Only this requester's tickets (e-mail, any case).")
 @click.option("--waiting-on", type=click.Choice(["customer", "us"]), help="Who acts next.")
 @click.option(
     "--breached/--not-breached",
@@ -774,6 +775,7 @@ def queue(
     statuses: tuple[str, ...],
     priorities: tuple[str, ...],
     account: str | None,
+    requester: str | None,
     waiting_on: str | None,
     sla_breached: bool | None,
     sort: str,
@@ -792,6 +794,7 @@ def queue(
             "status": list(statuses) or None,
             "priority": list(priorities) or None,
             "account": account,
+            "requester": requester,
             "waiting_on": waiting_on,
             "sla_breached": sla_breached,
             "sort": sort,
@@ -837,13 +840,14 @@ def run_command_service() -> None:
 
 
 def _register_analyst_commands() -> None:
-    from ticketing.cli import analytics, audit, importing, reading
+    from ticketing.cli import analytics, audit, importing, reading, search
     from ticketing.cli.sla import sla
 
     reading.register(cli)
     analytics.register(cli)
     audit.register(cli)
     importing.register(cli)
+    search.register(cli)
     cli.add_command(sla)
 
 
