@@ -82,6 +82,7 @@ def open_ticket(cmd: m.OpenTicket, ctx: HandlerContext) -> Ticket:
         category=cmd.category,
         tags=cmd.tags,
         follow_up_of=str(cmd.follow_up_of) if cmd.follow_up_of else None,
+        external_id=cmd.external_id,
         actor=_actor(cmd),
         at=cmd.occurred_at,
         command_id=cmd.command_id,

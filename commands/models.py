@@ -12,7 +12,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StringConstraints,
+    model_serializer,
 )
 
 from ticketing.domain.routing import Availability
@@ -70,6 +72,10 @@ Subject = Annotated[
 Email = Annotated[str, StringConstraints(pattern=EMAIL_PATTERN, max_length=254)]
 CategoryName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_\-]{0,39}$")]
 CommandId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^\S+$")]
+ExternalId = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_SUBJECT_CHARS)
+]
+"""A ticket's id in the system it came from, e.g. an import's `<source>:<case id>`."""
 
 
 class ActorModel(BaseModel):
@@ -119,6 +125,17 @@ class OpenTicket(Command):
     category: CategoryName | None = None
     tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] = []
     follow_up_of: UUID | None = None
+    external_id: ExternalId | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_absent_external_id(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leaves `external_id` out when None, so a command reads as it did before the field
+        existed: on the wire to an older service, and in its idempotency fingerprint (a
+        repeat of a command recorded before is still the same command)."""
+        data: dict[str, Any] = handler(self)
+        if data.get("external_id", 0) is None:
+            del data["external_id"]
+        return data
 
 
 class CategorizeTicket(TicketCommand):

@@ -52,6 +52,10 @@ class TicketOpened(WireEvent):
     category: str | None
     tags: list[str]
     follow_up_of: str | None
+    # Added after wire version 1 was published, so optional: older messages lack it.
+    external_id: str | None = Field(
+        default=None, description="The ticket's id where it came from, e.g. <source>:<case id>"
+    )
 
 
 class TicketCategorized(WireEvent):

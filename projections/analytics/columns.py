@@ -115,9 +115,10 @@ TICKET_FACTS = (
     column("rated_at", "TIMESTAMPTZ"),
     column("last_event_at", "TIMESTAMPTZ"),
     column("version", "INTEGER"),
-    # Last, because a file from before it gains it by ALTER TABLE (which appends): a migrated
-    # table and a new one then have the same column order.
+    # Last, because a file from before them gains them by ALTER TABLE (which appends): a
+    # migrated table and a new one then have the same column order.
     column("subject", "VARCHAR"),
+    column("external_id", "VARCHAR"),  # an import's <source>:<case id>
 )
 
 ACCOUNTS = (

@@ -361,6 +361,7 @@ class AnalyticsStore:
             for statement in SCHEMA:
                 self._con.execute(statement)
             self._add_subject()
+            self._add_external_id()
             self._con.execute(
                 "INSERT INTO projection_position VALUES (?, 0, NULL) ON CONFLICT DO NOTHING",
                 [PROJECTION],
@@ -384,6 +385,23 @@ class AnalyticsStore:
         self._con.execute(
             "UPDATE ticket_facts SET subject = opened.subject FROM ("
             "SELECT aggregate_id, json_extract_string(payload, '$.subject') AS subject "
+            "FROM event_facts WHERE type = 'TicketOpened') AS opened "
+            "WHERE ticket_facts.ticket_id = opened.aggregate_id"
+        )
+
+    def _add_external_id(self) -> None:
+        """A file from before `ticket_facts.external_id` gains the column, filled from the
+        opening events it already holds (as a rebuild would: it never changes)."""
+        missing = not self._con.execute(
+            "SELECT 1 FROM information_schema.columns "
+            "WHERE table_name = 'ticket_facts' AND column_name = 'external_id'"
+        ).fetchall()
+        if not missing:
+            return
+        self._con.execute("ALTER TABLE ticket_facts ADD COLUMN external_id VARCHAR")
+        self._con.execute(
+            "UPDATE ticket_facts SET external_id = opened.external_id FROM ("
+            "SELECT aggregate_id, json_extract_string(payload, '$.external_id') AS external_id "
             "FROM event_facts WHERE type = 'TicketOpened') AS opened "
             "WHERE ticket_facts.ticket_id = opened.aggregate_id"
         )
@@ -611,6 +629,7 @@ def _opened_row(ticket_id: str, payload: dict[str, Any], at: int) -> dict[str, A
         priority=payload["priority"],
         requester=payload["requester"],
         subject=payload["subject"],
+        external_id=payload.get("external_id"),
         opened_at=at,
         opened_by_kind=actor.get("kind", "customer"),
         status="new",

@@ -50,6 +50,7 @@ COLUMNS = (
     "rating_score",
     "follow_up_of",
     "version",
+    "external_id",  # last: a file from before gains it by ALTER TABLE, which appends
 )
 
 SCHEMA = """
@@ -81,7 +82,8 @@ CREATE TABLE IF NOT EXISTS queue_tickets (
     last_agent_reply_at TEXT,
     rating_score INTEGER,
     follow_up_of TEXT,
-    version INTEGER NOT NULL
+    version INTEGER NOT NULL,
+    external_id TEXT
 );
 CREATE INDEX IF NOT EXISTS queue_tickets_status ON queue_tickets (status, priority_rank, opened_at);
 CREATE INDEX IF NOT EXISTS queue_tickets_team ON queue_tickets (team, status);
@@ -176,6 +178,14 @@ def check_schema(db: sqlite3.Connection, path: Path | str) -> bool:
     raise QueueOutdatedError(path, version)
 
 
+def add_external_id(db: sqlite3.Connection) -> None:
+    """A file from before `queue_tickets.external_id` gains the column; its rows keep null,
+    which is what a rebuild writes too (no event from before the column carries one)."""
+    names = {row[1] for row in db.execute("PRAGMA table_info(queue_tickets)")}
+    if "external_id" not in names:
+        db.execute("ALTER TABLE queue_tickets ADD COLUMN external_id TEXT")
+
+
 class QueueStore:
     """Writes the queue projection; `apply` is atomic with the position."""
 
@@ -192,6 +202,7 @@ class QueueStore:
                         f"BEGIN; {SCHEMA}{SLA_SCHEMA}{SEARCH_SCHEMA}"
                         f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                     )
+                add_external_id(self.db)
                 self.position()
         except BaseException:
             self.db.close()
@@ -428,6 +439,7 @@ def _opened_row(payload: dict[str, Any], at: str) -> dict[str, Any]:
         "last_agent_reply_at": None,
         "rating_score": None,
         "follow_up_of": payload["follow_up_of"],
+        "external_id": payload.get("external_id"),
         "version": payload["version"],
     }
 

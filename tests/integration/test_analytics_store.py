@@ -574,12 +574,13 @@ def test_the_position_is_what_was_committed_after_reopening_the_file(tmp_path: P
 def test_a_file_from_before_the_subject_column_gains_it_filled_as_a_rebuild_would(
     tmp_path: Path,
 ) -> None:
-    # Given a projection written before ticket_facts had a subject
+    # Given a projection written before ticket_facts had a subject (nor an external id)
     events, _ = scenario()
     path = tmp_path / "analytics.duckdb"
     with AnalyticsStore(path) as store:
         store.apply(events[:20])
     with duckdb.connect(str(path)) as con:
+        con.execute("ALTER TABLE ticket_facts DROP COLUMN external_id")
         con.execute("ALTER TABLE ticket_facts DROP COLUMN subject")
     # When today's store opens it and goes on
     with AnalyticsStore(path) as migrated:
@@ -839,3 +840,21 @@ def test_the_bulk_path_refuses_a_file_with_event_facts_but_no_position(tmp_path:
         assert store.position() == 0
     finally:
         store.close()
+
+
+def test_a_file_from_before_the_external_id_column_gains_it(tmp_path: Path) -> None:
+    # Given a projection written before ticket_facts had an external id
+    events, _ = scenario()
+    path = tmp_path / "analytics.duckdb"
+    with AnalyticsStore(path) as store:
+        store.apply(events[:20])
+    with duckdb.connect(str(path)) as con:
+        con.execute("ALTER TABLE ticket_facts DROP COLUMN external_id")
+    # When today's store opens it and goes on
+    with AnalyticsStore(path) as migrated:
+        migrated.apply(events[20:])
+        after = table_contents(migrated)
+    # Then it holds exactly what a store fed from the start holds, in the same column order
+    with AnalyticsStore(tmp_path / "fresh.duckdb") as fresh:
+        fresh.apply(events)
+        assert after == table_contents(fresh)

@@ -31,6 +31,7 @@ from tests.faults.stream_checks import last_store_notification_id, wait_for_rela
 from tests.processes import start_ticketing, stop, wait_until
 from tests.projection_checks import last_sequence
 from ticketing.importing.mapping import load_mapping
+from ticketing.importing.plan import case_ticket_id
 from ticketing.importing.runner import ImportRunner, ProgressFile, progress_path
 from ticketing.nats.server import EmbeddedNats, NatsServerError
 from ticketing.runtime.bootstrap import build_command_service
@@ -578,3 +579,20 @@ def test_the_demo_replays_a_real_log_through_the_running_stack(tmp_path: Path) -
         assert_same(projected_figures(con, "uci498", "uci498"), expected_figures(tickets))
     finally:
         con.close()
+
+
+def test_ticket_facts_trace_back_to_the_case_ids_of_the_file(imported: Imported) -> None:
+    _, cases = read_cases(UCI, "number")
+    con = snapshot(imported.home)
+    try:
+        rows = con.execute(
+            "SELECT account_id, external_id, CAST(ticket_id AS VARCHAR) FROM ticket_facts "
+            "WHERE account_id = 'uci498'"
+        ).fetchall()
+    finally:
+        con.close()
+    assert sorted(external for _, external, _ in rows) == sorted(f"uci498:{c}" for c in cases)
+    assert all(
+        ticket == str(case_ticket_id("uci498", external.split(":", 1)[1]))
+        for _, external, ticket in rows
+    )

@@ -16,12 +16,13 @@ import duckdb
 import pytest
 
 from commands import models as m
+from commands.command_log import ticket_id_for
 from commands.service import CommandService
 from replay.chain import verify_store
 from replay.history import ticket_as_of
 from replay.rebuild import rebuild_analytics, rebuild_queue
 from tests.builders import replayed
-from ticketing.domain.events import TicketRated
+from ticketing.domain.events import TicketOpened, TicketRated
 from ticketing.runtime.bootstrap import build_command_service
 from ticketing.settings import Settings
 
@@ -167,3 +168,35 @@ def test_a_v2_rating_appended_to_a_v1_store_verifies(service: CommandService, ho
     report = verify_store(service.app)
     assert report.ok, report.breaks
     assert report.events == 25
+
+
+def test_v1_openings_load_without_an_external_id_and_v2_ones_verify_beside_them(
+    service: CommandService, tmp_path: Path
+) -> None:
+    # Given: every opening in the fixture was stored before `external_id` (class version 1)
+    assert all(service.load_ticket(t).external_id is None for t in TICKETS)
+    opened = [e for e in service.app.events.get(TICKETS[0]) if isinstance(e, TicketOpened)]
+    assert opened[0].external_id is None
+    # When a ticket with an external id joins them
+    account = service.load_ticket(TICKETS[0]).account_id
+    reply = service.execute(
+        m.OpenTicket(
+            command_id="import:crm:42",
+            account_id=account,
+            requester="someone@example.com",
+            subject="From the old tool",
+            external_id="crm:42",
+        )
+    )
+    # Then both kinds verify, replay and rebuild
+    assert reply.ok, reply.as_dict()
+    assert service.load_ticket(ticket_id_for("import:crm:42")).external_id == "crm:42"
+    report = verify_store(service.app)
+    assert report.ok, report.breaks
+    rebuild_queue(service.app, tmp_path / "queue.sqlite")
+    with closing(sqlite3.connect(tmp_path / "queue.sqlite")) as db:
+        queue = dict(db.execute("SELECT ticket_id, external_id FROM queue_tickets").fetchall())
+    assert queue == {
+        **{str(t): None for t in TICKETS},
+        str(ticket_id_for("import:crm:42")): "crm:42",
+    }

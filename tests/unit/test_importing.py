@@ -20,6 +20,7 @@ import pytest
 from commands import models as m
 from commands.replies import Reply
 from commands.service import CommandService
+from projections.queue.store import fold_ticket
 from ticketing.domain.events import event_payload
 from ticketing.importing.mapping import ImportMapping, MappingError, load_mapping
 from ticketing.importing.plan import case_ticket_id
@@ -967,3 +968,30 @@ def test_the_columns_of_a_joined_activity_must_be_in_the_file(
     mapping = load_mapping(write(tmp_path / "flow.toml", text))
     with pytest.raises(MappingError, match=r"activity\.columns\.1: the file has no column 'phase'"):
         run_import(memory_service, mapping, write(tmp_path / "flow.csv", "\n".join(ACTIVITY_ROWS)))
+
+
+# --- the external id -----------------------------------------------------------------------------
+
+
+def test_an_imported_ticket_keeps_its_case_id_as_its_external_id(
+    tmp_path: Path, memory_service: CommandService
+) -> None:
+    run_import(memory_service, snapshot_mapping(tmp_path), snapshot_log(tmp_path))
+    ticket_id = case_ticket_id("desk", "T1")
+    assert memory_service.load_ticket(ticket_id).external_id == "desk:T1"
+    events = [event_payload(e) for e in memory_service.app.events.get(ticket_id)]
+    assert events[0]["external_id"] == "desk:T1"
+    rows: dict[str, dict[str, Any]] = {}
+    for payload in events:
+        fold_ticket(rows, payload)
+    assert rows[str(ticket_id)]["external_id"] == "desk:T1"
+
+
+def test_a_command_without_an_external_id_reads_as_before_the_field_existed() -> None:
+    # The idempotency fingerprint of an OpenTicket recorded before `external_id` existed is
+    # made of these fields: a repeat must still be the same command.
+    command = m.OpenTicket(account_id="acme", requester="a@acme.example", subject="Help")
+    assert "external_id" not in command.model_dump(mode="json")
+    assert "external_id" not in json.loads(command.model_dump_json())
+    named = command.model_copy(update={"external_id": "crm:42"})
+    assert named.model_dump(mode="json")["external_id"] == "crm:42"

@@ -33,6 +33,11 @@ class TicketEvent(_Evolves, AggregateEvent):
 
 
 class TicketOpened(_Evolves, AggregateCreated):
+    """Version 2 added `external_id`: the ticket's id in the system it came from (an import's
+    `<source>:<case id>`); None for tickets opened here and for every version-1 event."""
+
+    class_version: ClassVar[int] = 2
+
     account_id: str
     account_tier: str
     requester: str
@@ -43,11 +48,16 @@ class TicketOpened(_Evolves, AggregateCreated):
     category: str | None
     tags: list[str]
     follow_up_of: str | None
+    external_id: str | None
     actor: dict[str, str]
     occurred_at: datetime
     command_id: str
     previous_hash: str
     event_hash: str
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state.setdefault("external_id", None)
 
 
 class TicketCategorized(TicketEvent):

@@ -70,6 +70,7 @@ class Ticket(ChainedAggregate):
         self.category: str | None
         self.tags: list[str]
         self.follow_up_of: str | None
+        self.external_id: str | None
         self.team: str | None
         self.agent: str | None
         self.status: Status
@@ -100,6 +101,7 @@ class Ticket(ChainedAggregate):
         category: str | None = None,
         tags: Iterable[str] = (),
         follow_up_of: str | None = None,
+        external_id: str | None = None,
         at: datetime | None = None,
         command_id: str = "",
         ticket_id: UUID | None = None,
@@ -117,6 +119,7 @@ class Ticket(ChainedAggregate):
             category=category,
             tags=tag_list,
             follow_up_of=follow_up_of,
+            external_id=external_id,
             actor=actor.as_dict(),
             occurred_at=as_utc(at) if at else utc_now(),
             command_id=command_id,
@@ -538,6 +541,7 @@ class Ticket(ChainedAggregate):
         self.category = event.category
         self.tags = sorted(event.tags)
         self.follow_up_of = event.follow_up_of
+        self.external_id = event.external_id
         self.team = None
         self.agent = None
         self.status = Status.NEW
@@ -574,6 +578,7 @@ class Ticket(ChainedAggregate):
             "rating": dict(self.rating) if self.rating else None,
             "reopen_count": self.reopen_count,
             "follow_up_of": self.follow_up_of,
+            "external_id": self.external_id,
             "sla_policy": dict(self.sla_policy) if self.sla_policy else None,
             "sla_breaches": [f"{m}#{c}" for m, c in sorted(self.sla_breaches)],
             "chain_head": self.chain_head,

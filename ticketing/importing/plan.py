@@ -90,6 +90,13 @@ def open_command_id(source: str, case_id: str) -> str:
     return f"import:{source}:{case_token(case_id)}"
 
 
+def external_id(source: str, case_id: str) -> str | None:
+    """The ticket's id where it came from, `<source>:<case id>`: kept on the ticket, shown in
+    the queue and in `ticket_facts` (None for a case id too long to keep whole)."""
+    text = f"{source}:{case_id}"
+    return text if len(text) <= m.MAX_SUBJECT_CHARS else None
+
+
 def case_ticket_id(source: str, case_id: str) -> UUID:
     return ticket_id_for(open_command_id(source, case_id))
 
@@ -324,6 +331,7 @@ class CaseState:
             priority=attributes.priority or Priority.NORMAL,
             category=attributes.category,
             tags=[attributes.category_tag] if attributes.category_tag else [],
+            external_id=external_id(planner.source, self.case_id),
             actor=facts.actor,
             occurred_at=opened_at,
         )
