@@ -382,3 +382,10 @@ def test_make_test_says_how_to_enable_the_skipped_postgres_tests() -> None:
     assert "TICKETING_TEST_POSTGRES_URL" in (postgres_hint(Report()) or "")
     Report.stats = {}
     assert postgres_hint(Report()) is None
+
+
+def test_the_queue_limit_help_names_the_queues_own_maximum(ticketing: Cli) -> None:
+    from projections.queue.queries import MAX_LIMIT
+
+    assert f"1 to {MAX_LIMIT:,}" in " ".join(ticketing.ok("queue", "--help").split())
+    assert "--version" in ticketing.ok("--help") and "show" in ticketing.ok("--help")

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from projections.queue.queries import MAX_LIMIT
 from ticketing.cli import exit_codes, output
 from ticketing.cli.context import CliError, Context, current_context, default_actor
 from ticketing.cli.times import parse_moment
@@ -25,8 +24,51 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 pass_context = click.make_pass_decorator(Context)
 
+LAZY_COMMANDS = {
+    "show": "ticketing.cli.reading:show",
+    "sql": "ticketing.cli.analytics:sql_command",
+    "kpi": "ticketing.cli.analytics:kpi_command",
+    "history": "ticketing.cli.audit:history",
+    "log": "ticketing.cli.audit:history",
+    "verify": "ticketing.cli.audit:verify",
+    "rebuild": "ticketing.cli.audit:rebuild",
+    "export": "ticketing.cli.audit:export",
+    "checkpoint": "ticketing.cli.audit:checkpoint",
+    "import": "ticketing.cli.importing:import_command",
+    "search": "ticketing.cli.search:search_command",
+    "sla": "ticketing.cli.sla:sla",
+}
+"""Commands of the area modules, imported only when run (or listed by --help): a CLI call
+loads what it uses, so `ticketing --version` and `show` start fast."""
 
-@click.group()
+
+class LazyGroup(click.Group):
+    """click's lazy-loading group: `LAZY_COMMANDS` are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in LAZY_COMMANDS:
+            from importlib import import_module
+
+            module, attribute = LAZY_COMMANDS[cmd_name].split(":")
+            self.add_command(getattr(import_module(module), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+class QueueLimit(click.ParamType):  # type: ignore[type-arg]
+    """`queue --limit`: the queue's own range, read when the option is used (a faster start)."""
+
+    name = "integer range"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from projections.queue.queries import MAX_LIMIT
+
+        return click.IntRange(1, MAX_LIMIT).convert(value, param, ctx)
+
+
+@click.group(cls=LazyGroup)
 @click.option(
     "--home",
     type=click.Path(file_okay=False),
@@ -741,6 +783,7 @@ def serve(obj: Context) -> None:
     help="Priorities to list (repeatable).",
 )
 @click.option("--account", help="Only this account's tickets.")
+@click.option("--requester", help="Only this requester's tickets (e-mail, any case).")
 @click.option("--waiting-on", type=click.Choice(["customer", "us"]), help="Who acts next.")
 @click.option(
     "--breached/--not-breached",
@@ -757,10 +800,10 @@ def serve(obj: Context) -> None:
 )
 @click.option(
     "--limit",
-    type=click.IntRange(1, MAX_LIMIT),
+    type=QueueLimit(),
     default=100,
     show_default=True,
-    help=f"At most this many tickets (1 to {MAX_LIMIT:,}).",
+    help="At most this many tickets (1 to 10,000: the queue's MAX_LIMIT).",
 )
 @click.option(
     "--as-of", help="The queue exactly as it was at this time: a replay of the event store."
@@ -774,6 +817,7 @@ def queue(
     statuses: tuple[str, ...],
     priorities: tuple[str, ...],
     account: str | None,
+    requester: str | None,
     waiting_on: str | None,
     sla_breached: bool | None,
     sort: str,
@@ -792,6 +836,7 @@ def queue(
             "status": list(statuses) or None,
             "priority": list(priorities) or None,
             "account": account,
+            "requester": requester,
             "waiting_on": waiting_on,
             "sla_breached": sla_breached,
             "sort": sort,
@@ -834,20 +879,6 @@ def run_relay() -> None:
 def run_command_service() -> None:
     """Answer ticketing.cmd.<name> requests (several instances may run)."""
     _run("command_service")
-
-
-def _register_analyst_commands() -> None:
-    from ticketing.cli import analytics, audit, importing, reading
-    from ticketing.cli.sla import sla
-
-    reading.register(cli)
-    analytics.register(cli)
-    audit.register(cli)
-    importing.register(cli)
-    cli.add_command(sla)
-
-
-_register_analyst_commands()
 
 
 # --- entry point -------------------------------------------------------------------------

@@ -47,6 +47,7 @@ class Context:
         self.settings = settings
         self.home_given = home_given
         self._service: CommandService | None = None
+        self._store: TicketingApplication | None = None
         self._writes = False
 
     @property
@@ -55,6 +56,9 @@ class Context:
         if self._service is None:
             from ticketing.runtime.bootstrap import build_command_service
 
+            if self._store is not None:
+                self._store.close()
+                self._store = None
             self._service = build_command_service(self.settings, create=False)
         return self._service
 
@@ -66,9 +70,24 @@ class Context:
 
             if self._service is not None:
                 self._service.app.close()
+            if self._store is not None:
+                self._store.close()
+                self._store = None
             self._service = build_command_service(self.settings, create=True)
             self._writes = True
         return self._service
+
+    @property
+    def store(self) -> TicketingApplication:
+        """The event store alone, for reading (`show`, prefixes): as `service`, without loading
+        the command models (a faster start)."""
+        if self._service is not None:
+            return self._service.app
+        if self._store is None:
+            from ticketing.runtime.bootstrap import build_application
+
+            self._store = build_application(self.settings, create=False)
+        return self._store
 
     @property
     def zone(self) -> tzinfo:
@@ -98,7 +117,7 @@ class Context:
         prefix = text.strip().lower().replace("-", "")
         if len(prefix) < MIN_PREFIX or not _HEX.fullmatch(prefix):
             raise _not_an_id(text)
-        app = (self.writer if self._writes else self.service).app
+        app = self.writer.app if self._writes else self.store
         found = ticket_ids_with_prefix(app, self.settings.event_store, prefix, CANDIDATES_SHOWN + 1)
         if not found:
             raise CliError("not_found", f"ticket {text} not found (no ticket id starts with it)")

@@ -58,7 +58,7 @@ def show(ticket: str, as_of: str | None, version: int | None, as_json: bool) -> 
     if as_of is not None and version is not None:
         raise CliError("validation_error", "give --as-of or --version, not both")
     moment = parse_moment(as_of, "--as-of", obj.zone) if as_of is not None else None
-    app = obj.service.app
+    app = obj.store
     found = ticket_as_of(app, obj.ticket_id(ticket), at=moment, version=version)
     state = found.as_dict()
     if as_json:
@@ -122,15 +122,15 @@ def sla_state(
 ) -> dict[str, str | None] | None:
     """The ticket's pinned policy, the clock that falls due next (when, in how long, of which
     target) and the warnings and breaches recorded; None without a policy."""
+    pin = ticket.sla_policy
+    if not pin:
+        return None
     from ticketing.domain.clock import utc_now
     from ticketing.domain.events import event_payload
     from ticketing.domain.policies import calendar_uuid, policy_uuid
     from ticketing.sla.catalog import SlaCatalog
     from ticketing.sla.timeline import TicketSla, next_due
 
-    pin = ticket.sla_policy
-    if not pin:
-        return None
     catalog = SlaCatalog()
     sources = [policy_uuid(pin["policy_id"])]
     if pin.get("calendar_id"):

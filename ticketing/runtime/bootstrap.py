@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from commands.service import CommandService
 from ticketing.clock import clock_from
 from ticketing.home import create_home, require_home, writable
-from ticketing.principals import Principals
 from ticketing.settings import Settings
 from ticketing.store.application import TicketingApplication
+
+if TYPE_CHECKING:  # both imported where used: a reader of the store alone starts faster
+    from commands.service import CommandService
+    from ticketing.principals import Principals
 
 
 def build_application(settings: Settings, *, create: bool = True) -> TicketingApplication:
@@ -28,6 +31,8 @@ def build_application(settings: Settings, *, create: bool = True) -> TicketingAp
 
 
 def build_command_service(settings: Settings, *, create: bool = True) -> CommandService:
+    from commands.service import CommandService  # here: readers of the store alone skip it
+
     return CommandService(
         build_application(settings, create=create),
         categories=settings.categories,
@@ -39,4 +44,6 @@ def build_command_service(settings: Settings, *, create: bool = True) -> Command
 
 def load_principals(settings: Settings) -> Principals:
     """The built-in principals and the operator's (`TICKETING_PRINCIPALS`)."""
+    from ticketing.principals import Principals
+
     return Principals.load(settings.principals_path)
