@@ -34,6 +34,7 @@ from projections.stream_event import StreamEvent
 from replay.stream import published_between
 from ticketing.domain.errors import TicketingError
 from ticketing.store.application import TicketingApplication
+from ticketing.store.engine import engine_of
 
 RANGE = 40_000
 """Notification ids per range: about 20,000 events where each command stores its record."""
@@ -73,10 +74,10 @@ def can_share_store(app: TicketingApplication) -> bool:
     """Whether another process can open the application's store: an SQLite file or
     PostgreSQL (an in-memory store lives in this process only)."""
     recorder: Any = app.recorder
-    module = type(recorder).__module__.split(".")[-1]
-    if module == "postgres":
+    engine = engine_of(recorder)
+    if engine == "postgres":
         return True
-    return module == "sqlite" and not recorder.datastore.pool.is_sqlite_memory_mode
+    return engine == "sqlite" and not recorder.datastore.pool.is_sqlite_memory_mode
 
 
 class RebuildWorkers:

@@ -13,6 +13,7 @@ from uuid import UUID
 from projections.payloads import PUBLISHED_TOPICS, stored_message, stored_payload
 from projections.stream_event import StreamEvent
 from ticketing.store.application import TicketingApplication
+from ticketing.store.engine import engine_of
 
 BATCH = 20_000  # large batches: fewer transactions in the stores
 
@@ -27,7 +28,7 @@ def stream_batches(
     """Published events in stream order, in batches; `with_messages` also gives each event
     its `raw` message exactly as the relay publishes it (what the analytics facts keep)."""
     position, sequence = 0, 0
-    read = _sqlite_rows if _is_sqlite(app) else _library_rows
+    read = _sqlite_rows if engine_of(app) == "sqlite" else _library_rows
     while upto_sequence is None or sequence < upto_sequence:
         limit = batch if upto_sequence is None else min(batch, upto_sequence - sequence)
         rows = read(app, position, limit)
@@ -65,7 +66,7 @@ def published_between(
     went before it (a parallel rebuild's worker) leaves the stream numbering to its reader."""
     if upto <= after:
         return []
-    read = _sqlite_rows if _is_sqlite(app) else _library_rows
+    read = _sqlite_rows if engine_of(app) == "sqlite" else _library_rows
     rows = read(app, after, upto - after, upto)
     return (_with_messages if with_messages else _events)(app, rows, 0)
 
@@ -75,7 +76,7 @@ Row = tuple[int, Any, int, str, bytes]
 
 def aggregate_rows(app: TicketingApplication, aggregate_id: UUID) -> list[tuple[int, str, bytes]]:
     """One aggregate's stored records (version, topic, state), oldest first."""
-    if not _is_sqlite(app):
+    if engine_of(app) != "sqlite":
         return [
             (r.originator_version, r.topic, r.state)
             for r in app.recorder.select_events(aggregate_id)
@@ -95,7 +96,7 @@ def aggregate_notification_ids(app: TicketingApplication, aggregate_id: UUID) ->
     the aggregate's own index on SQLite and PostgreSQL (a scan of the library's pages
     elsewhere)."""
     recorder: Any = app.recorder
-    if _is_sqlite(app):
+    if engine_of(app) == "sqlite":
         marks = ",".join("?" for _ in PUBLISHED_TOPICS)
         with recorder.datastore.transaction(commit=False) as cursor:
             cursor.execute(
@@ -104,7 +105,7 @@ def aggregate_notification_ids(app: TicketingApplication, aggregate_id: UUID) ->
                 [aggregate_id.hex, *PUBLISHED_TOPICS],
             )
             return {int(version): int(rowid) for version, rowid in cursor.fetchall()}
-    if _is_postgres(app):
+    if engine_of(app) == "postgres":
         rows = _postgres_query(
             app,
             "SELECT originator_version, notification_id FROM {events} "
@@ -126,7 +127,7 @@ def published_after(
     when given; the last one's id) — one aggregate query on SQLite and PostgreSQL, a scan of
     the library's pages elsewhere."""
     until = _LAST_ROWID if until is None else until
-    if _is_sqlite(app):
+    if engine_of(app) == "sqlite":
         recorder: Any = app.recorder
         marks = ",".join("?" for _ in PUBLISHED_TOPICS)
         with recorder.datastore.transaction(commit=False) as cursor:
@@ -137,7 +138,7 @@ def published_after(
             )
             count, last = cursor.fetchone()
         return int(count), int(last or position)
-    if _is_postgres(app):
+    if engine_of(app) == "postgres":
         (row,) = _postgres_query(
             app,
             "SELECT count(*) AS count, max(notification_id) AS last FROM {events} "
@@ -160,14 +161,6 @@ def _postgres_query(app: TicketingApplication, statement: str, params: list[Any]
     with recorder.datastore.get_connection() as connection, connection.cursor() as cursor:
         cursor.execute(SQL(statement).format(events=events), params)
         return list(cursor.fetchall())
-
-
-def _is_sqlite(app: TicketingApplication) -> bool:
-    return type(app.recorder).__module__.endswith("sqlite")
-
-
-def _is_postgres(app: TicketingApplication) -> bool:
-    return type(app.recorder).__module__.endswith("postgres")
 
 
 def _library_rows(

@@ -12,6 +12,7 @@ from eventsourcing.persistence import AggregateRecorder, PersistenceError
 
 from ticketing.domain.account import Account
 from ticketing.domain.ticket import Ticket
+from ticketing.store.engine import engine_of
 from ticketing.store.snapshots import (
     COMMENT_REDACTED_TOPIC,
     TicketSnapshot,
@@ -63,7 +64,7 @@ class TicketingApplication(Application[UUID]):
     @property
     def supports_erasure(self) -> bool:
         """Durable stores can erase redacted text in place; the in-memory one keeps it."""
-        return type(self.recorder).__module__.split(".")[-1] in ("sqlite", "postgres")
+        return engine_of(self.recorder) != "memory"
 
     def get_ticket(self, ticket_id: UUID, version: int | None = None) -> Ticket:
         """The ticket now (from its snapshot and the events after it), or at `version` (from

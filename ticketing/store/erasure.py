@@ -12,6 +12,7 @@ from eventsourcing.utils import get_topic
 
 from ticketing.domain.events import CommentAdded
 from ticketing.store.application import TicketingApplication
+from ticketing.store.engine import engine_of
 from ticketing.store.snapshots import delete_snapshots
 
 COMMENT_ADDED_TOPIC = get_topic(CommentAdded)
@@ -62,14 +63,14 @@ def rewrite_state(
     aggregate's snapshots in the same transaction."""
     recorder: Any = app.recorder
     table = recorder.events_table_name
-    module = type(recorder).__module__
+    engine = engine_of(recorder)
     with recorder.datastore.transaction(commit=True) as cursor:
-        if module.endswith("sqlite"):
+        if engine == "sqlite":
             cursor.execute(
                 f"UPDATE {table} SET state = ? WHERE originator_id = ? AND originator_version = ?",
                 (state, aggregate_id.hex, version),
             )
-        elif module.endswith("postgres"):
+        elif engine == "postgres":
             schema = recorder.datastore.schema
             cursor.execute(
                 f'UPDATE "{schema}"."{table}" SET state = %s '
@@ -77,5 +78,5 @@ def rewrite_state(
                 (state, aggregate_id, version),
             )
         else:
-            raise NotImplementedError(f"erasure is not supported on {module}")
+            raise NotImplementedError(f"erasure is not supported on the {engine} store")
         delete_snapshots(app.snapshot_recorder, cursor, aggregate_id)

@@ -38,6 +38,7 @@ from eventsourcing.persistence import AggregateRecorder, IntegrityError, StoredE
 from eventsourcing.utils import get_topic, register_topic, resolve_topic
 
 from ticketing.domain.events import CommentRedacted
+from ticketing.store.engine import engine_of
 
 CODE_KEY = "_code_"
 """Fingerprint of the code that computed the state (see `state_code`)."""
@@ -274,15 +275,11 @@ def bind_lazy_lists(aggregate: Any, load: Callable[[], Any]) -> None:
 # --- the snapshots table --------------------------------------------------------------------
 
 
-def _engine(recorder: AggregateRecorder) -> str:
-    return type(recorder).__module__.split(".")[-1]
-
-
 def replace_snapshot(recorder: AggregateRecorder, stored: StoredEvent) -> None:
     """Write a ticket's snapshot in place of its older ones (and of one at the same version,
     which may come from other code), in one transaction: one per ticket is all a load needs.
     A snapshot of the same version written meanwhile by another process wins."""
-    engine = _engine(recorder)
+    engine = engine_of(recorder)
     rec: Any = recorder
     table = rec.events_table_name
     if engine == "sqlite":
@@ -318,7 +315,7 @@ def delete_snapshots(recorder: AggregateRecorder, cursor: Any, aggregate_id: UUI
 
     A store written before snapshots existed, opened without creating tables, has no
     snapshots table: then there is nothing to delete."""
-    engine = _engine(recorder)
+    engine = engine_of(recorder)
     rec: Any = recorder
     table = rec.events_table_name
     if engine == "sqlite":
