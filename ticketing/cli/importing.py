@@ -245,7 +245,11 @@ def _sender(obj: Context, via: str) -> tuple[Callable[..., Any], Callable[[], No
 
         sender = NatsSender(resolve_endpoint(obj.settings))
         return sender, sender.close
-    return obj.writer.execute_many, _nothing
+
+    def send(commands: Any) -> Any:  # opens the store at the first command, not before
+        return obj.writer.execute_many(commands)
+
+    return send, _nothing
 
 
 def _nothing() -> None:
