@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from projections.where_in import delete_where_in, fetch_where_in
 from ticketing.domain.events import AGGREGATE_KIND_OF
 from ticketing.sla.catalog import CATALOG_EVENT_TYPES, SlaCatalog
 from ticketing.sla.timeline import TicketSla
@@ -105,27 +106,12 @@ class SlaFold:
         return catalog, [t for t in touched if t.sla.pin is not None]
 
     def _load(self, ticket_ids: Iterable[str]) -> dict[str, tuple[TicketSla, datetime]]:
-        ids = sorted(ticket_ids)
-        found: dict[str, tuple[TicketSla, datetime]] = {}
-        for start in range(0, len(ids), CHUNK):
-            chunk = ids[start : start + CHUNK]
-            rows = self.db.execute(
-                "SELECT ticket_id, state, as_of FROM sla_state "
-                f"WHERE ticket_id IN ({','.join('?' for _ in chunk)})",
-                chunk,
-            ).fetchall()
-            for ticket_id, state, as_of in rows:
-                found[ticket_id] = (TicketSla.from_json(state), datetime.fromisoformat(as_of))
-        return found
-
-
-CHUNK = 500
-
-
-def delete_where_in(db: Any, table: str, ticket_ids: list[str]) -> None:
-    """Delete a set of tickets' rows, a bounded number of parameters at a time."""
-    for start in range(0, len(ticket_ids), CHUNK):
-        chunk = ticket_ids[start : start + CHUNK]
-        db.execute(
-            f"DELETE FROM {table} WHERE ticket_id IN ({','.join('?' for _ in chunk)})", chunk
+        rows = fetch_where_in(
+            self.db,
+            "SELECT ticket_id, state, as_of FROM sla_state WHERE ticket_id IN ({marks})",
+            sorted(ticket_ids),
         )
+        return {
+            ticket_id: (TicketSla.from_json(state), datetime.fromisoformat(as_of))
+            for ticket_id, state, as_of in rows
+        }

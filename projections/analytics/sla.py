@@ -15,7 +15,8 @@ from typing import Any
 import pyarrow as pa
 
 from projections.sla_fold import SCHEMA as FOLD_SCHEMA
-from projections.sla_fold import Insert, SlaFold, TouchedTicket, delete_where_in
+from projections.sla_fold import Insert, SlaFold, TouchedTicket
+from projections.where_in import delete_where_in
 from ticketing.domain.business_hours import CALENDAR_TIME
 from ticketing.domain.sla_policy import SlaClock
 from ticketing.sla.catalog import SlaCatalog

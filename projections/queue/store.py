@@ -18,6 +18,7 @@ from projections.queue.search_index import SearchChanges
 from projections.queue.sla import SCHEMA as SLA_SCHEMA
 from projections.queue.sla import fold_queue_sla
 from projections.stream_event import StreamEvent
+from projections.where_in import fetch_where_in
 from ticketing.domain.errors import TicketingError
 from ticketing.domain.status_rules import WAITING_ON
 
@@ -271,7 +272,7 @@ class QueueStore:
                 if not events:
                     continue
                 tier_changes = self._fold(events, tickets, accounts, search)
-                _change_tiers(tickets, tier_changes)
+                change_tiers(tickets, tier_changes)
                 fold_queue_sla(self.db, (e.payload for e in events))
                 last, applied = events[-1].sequence, applied + len(events)
                 if progress:
@@ -321,23 +322,17 @@ class QueueStore:
         )
 
     def _load(self, ticket_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        ids = list(ticket_ids)
-        rows: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            cursor = self.db.execute(
-                f"SELECT {','.join(COLUMNS)} FROM queue_tickets "
-                f"WHERE ticket_id IN ({','.join('?' for _ in chunk)})",
-                chunk,
-            )
-            for values in cursor:
-                rows[values[0]] = dict(zip(COLUMNS, values, strict=True))
-        return rows
+        statement = f"SELECT {','.join(COLUMNS)} FROM queue_tickets WHERE ticket_id IN ({{marks}})"
+        return {
+            values[0]: dict(zip(COLUMNS, values, strict=True))
+            for values in fetch_where_in(self.db, statement, list(ticket_ids))
+        }
 
 
-def _change_tiers(tickets: dict[str, dict[str, Any]], changes: list[tuple[str, str]]) -> None:
-    """In memory, what `apply`'s UPDATE does after writing a batch: every ticket of the
-    account so far, including those opened later in the same batch, takes the new tier."""
+def change_tiers(tickets: dict[str, dict[str, Any]], changes: list[tuple[str, str]]) -> None:
+    """The account-tier fold of ticket rows held in memory: for each (tier, account_id), every
+    ticket of the account so far, including those opened later in the same batch, takes the
+    new tier (what `apply`'s UPDATE does to stored rows; the trigger worker's rows too)."""
     for tier, account_id in changes:
         for row in tickets.values():
             if row["account_id"] == account_id:

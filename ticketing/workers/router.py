@@ -57,6 +57,7 @@ from uuid import UUID
 from commands import models as m
 from projections.queue.queries import QueueNotReadyError, open_reader
 from projections.stream_event import StreamEvent
+from projections.where_in import fetch_where_in
 from ticketing.domain.events import AGENT_EVENT_TYPES, TICKET_EVENT_TYPES
 from ticketing.domain.routing import (
     Availability,
@@ -505,14 +506,12 @@ def _queue_loads(
         return loads
     shown: dict[str, tuple[str | None, int]] = {}
     ids = [ticket_id for ticket_id, _, _ in flights]
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        for ticket_id, agent, version in reader.execute(
-            "SELECT ticket_id, agent, version FROM queue_tickets "
-            f"WHERE ticket_id IN ({','.join('?' for _ in chunk)})",
-            chunk,
-        ):
-            shown[ticket_id] = (agent, int(version))
+    for ticket_id, agent, version in fetch_where_in(
+        reader,
+        "SELECT ticket_id, agent, version FROM queue_tickets WHERE ticket_id IN ({marks})",
+        ids,
+    ):
+        shown[ticket_id] = (agent, int(version))
     for ticket_id, agent, landed in flights:
         queue_agent, queue_version = shown.get(ticket_id, (None, 0))
         if landed is not None and queue_version >= landed:

@@ -23,8 +23,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from projections.queue.store import fold_ticket
+from projections.queue.store import change_tiers, fold_ticket
 from projections.stream_event import StreamEvent
+from projections.where_in import fetch_where_in
 from ticketing.settings import Settings
 from ticketing.workers.command_delivery import command_action_body, command_deliverers
 from ticketing.workers.outbox import Action
@@ -119,17 +120,12 @@ def outcome_action(outcome: Outcome, row: Mapping[str, Any]) -> Action:
 
 
 def _load_rows(db: sqlite3.Connection, ticket_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    ids = list(ticket_ids)
-    rows: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        cursor = db.execute(
-            "SELECT ticket_id, row_json FROM trigger_tickets "
-            f"WHERE ticket_id IN ({','.join('?' for _ in chunk)})",
-            chunk,
-        )
-        rows.update((ticket_id, json.loads(text)) for ticket_id, text in cursor)
-    return rows
+    rows = fetch_where_in(
+        db,
+        "SELECT ticket_id, row_json FROM trigger_tickets WHERE ticket_id IN ({marks})",
+        list(ticket_ids),
+    )
+    return {ticket_id: json.loads(text) for ticket_id, text in rows}
 
 
 def _fold_account(
@@ -155,9 +151,7 @@ def _fold_account(
         "WHERE account_id = ?",
         (tier, account_id),
     )
-    for row in tickets.values():  # rows of this batch are written after the fold
-        if row["account_id"] == account_id:
-            row["account_tier"] = tier
+    change_tiers(tickets, [(tier, account_id)])  # rows of this batch are written after the fold
 
 
 def channel_deliverers(settings: Settings) -> dict[str, Deliver]:
