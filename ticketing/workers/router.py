@@ -73,7 +73,7 @@ from ticketing.settings import Settings
 from ticketing.workers.command_delivery import command_action_body, command_deliverers
 from ticketing.workers.outbox import Action, iso
 from ticketing.workers.routing_config import RoutingConfig, RoutingConfigError, load_routing
-from ticketing.workers.runner import WorkerConfigError, run_automation
+from ticketing.workers.runner import configured_or_idle, run_automation
 
 log = logging.getLogger(__name__)
 
@@ -550,15 +550,17 @@ async def run(settings: Settings, stop: asyncio.Event, say: Callable[[str], None
     one error line."""
     from ticketing.settings import queue_path
 
-    path = settings.routing_file
-    if path is None:
-        say("router: no routing file (set TICKETING_ROUTING to a TOML routing file); idle")
-        await stop.wait()
+    config = await configured_or_idle(
+        settings.routing_file,
+        load_routing,
+        RoutingConfigError,
+        code="invalid_routing",
+        stop=stop,
+        say=say,
+        missing="router: no routing file (set TICKETING_ROUTING to a TOML routing file); idle",
+    )
+    if config is None:
         return
-    try:
-        config = load_routing(path)
-    except RoutingConfigError as error:
-        raise WorkerConfigError("invalid_routing", str(error)) from error
     worker = RouterWorker(config, queue_path(settings), say)
 
     teams = ", ".join(f"{team} ({routing.policy})" for team, routing in config.teams.items())

@@ -14,7 +14,8 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 from nats.micro import add_service
 from nats.micro.request import Request
@@ -30,6 +31,7 @@ from ticketing.workers.outbox import AutomationStore, OutboxItem, Worker
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 
 class RetryLater(Exception):  # noqa: N818 - a signal to the delivery loop
@@ -128,6 +130,33 @@ class WorkerConfigError(TicketingError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+def configured(code: str, load: Callable[[], T], *errors: type[Exception]) -> T:
+    """What `load` reads of a worker's configuration; one of `errors` becomes a
+    WorkerConfigError with `code`, so the process ends with one error line."""
+    try:
+        return load()
+    except errors as error:
+        raise WorkerConfigError(code, str(error)) from error
+
+
+async def configured_or_idle(
+    path: Path | None,
+    load: Callable[[Path], T],
+    *errors: type[Exception],
+    code: str,
+    stop: asyncio.Event,
+    say: Callable[[str], None],
+    missing: str,
+) -> T | None:
+    """The start of a worker that has nothing to do without its file: without one it says
+    `missing` and idles until stopped (then None); a bad file is a WorkerConfigError."""
+    if path is None:
+        say(missing)
+        await stop.wait()
+        return None
+    return configured(code, lambda: load(path), *errors)
 
 
 def clock_from(settings: Settings) -> Clock:

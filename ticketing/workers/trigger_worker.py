@@ -29,7 +29,7 @@ from projections.where_in import fetch_where_in
 from ticketing.settings import Settings
 from ticketing.workers.command_delivery import command_action_body, command_deliverers
 from ticketing.workers.outbox import Action
-from ticketing.workers.runner import Deliver, WorkerConfigError, run_automation
+from ticketing.workers.runner import Deliver, configured, configured_or_idle, run_automation
 from ticketing.workers.triggers import (
     EVENT_TYPES,
     Notification,
@@ -169,18 +169,20 @@ async def run(settings: Settings, stop: asyncio.Event, say: Callable[[str], None
     from ticketing.workers.notify.config import NotifierConfigError
 
     path = settings.triggers_file
-    if path is None:
-        say("triggers: no rules file (set TICKETING_TRIGGERS to a TOML rules file); idle")
-        await stop.wait()
+    rules = await configured_or_idle(
+        path,
+        lambda file: load_rules(file, categories=settings.categories),
+        TriggerRulesError,
+        code="invalid_rules",
+        stop=stop,
+        say=say,
+        missing="triggers: no rules file (set TICKETING_TRIGGERS to a TOML rules file); idle",
+    )
+    if rules is None:
         return
-    try:
-        rules = load_rules(path, categories=settings.categories)
-    except TriggerRulesError as error:
-        raise WorkerConfigError("invalid_rules", str(error)) from error
-    try:
-        channels = channel_deliverers(settings)
-    except NotifierConfigError as error:
-        raise WorkerConfigError("invalid_notifier", str(error)) from error
+    channels = configured(
+        "invalid_notifier", lambda: channel_deliverers(settings), NotifierConfigError
+    )
     if settings.notifier_file is None and any(rule.then.notify for rule in rules):
         say("triggers: no notifier configuration (TICKETING_NOTIFIER); notifications are dropped")
 

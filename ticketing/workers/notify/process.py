@@ -42,7 +42,13 @@ from ticketing.workers.notify.messages import (
 )
 from ticketing.workers.notify.senders import SmtpSender, build_email, post_webhook, webhook_body
 from ticketing.workers.outbox import Action, OutboxItem
-from ticketing.workers.runner import Clock, Deliver, WorkerConfigError, clock_from, run_automation
+from ticketing.workers.runner import (
+    Clock,
+    Deliver,
+    clock_from,
+    configured,
+    run_automation,
+)
 
 NAME = "notifier"
 
@@ -226,10 +232,9 @@ def state_path(settings: Settings) -> Path:
 async def run(settings: Settings, stop: asyncio.Event, say: Callable[[str], None]) -> None:
     """The body of `ticketing run notifier`; a bad notifier file ends it with one error line."""
 
-    try:
-        config = load_notifier_config(settings)
-    except NotifierConfigError as error:
-        raise WorkerConfigError("invalid_notifier", str(error)) from None
+    config = configured(
+        "invalid_notifier", lambda: load_notifier_config(settings), NotifierConfigError
+    )
     if config is None:
         say("notifier: no notifier file (TICKETING_NOTIFIER); consuming events, sending nothing")
     else:
