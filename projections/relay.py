@@ -62,6 +62,8 @@ class RelayStats:
     started_at: float = field(default_factory=time.time)
     failing_since: float | None = None
     """Since when publishing has failed (epoch seconds; None once a batch goes through)."""
+    stream_rebuilds: int = 0
+    """Times the stream was found with a hole and published again from the store."""
 
 
 class Relay:
@@ -96,10 +98,33 @@ class Relay:
 
     async def resume(self) -> None:
         """Take the position from the stream: its last sequence and that message's
-        notification id."""
+        notification id. A stream that lost messages is made again from the store first."""
+        await self.repair_stream()
         last_seq, position = await last_published_position(self.js)
         self.stats.stream_sequence = last_seq
         self.stats.position = position
+
+    async def repair_stream(self) -> bool:
+        """Sequence n is always the store's n-th published event, so a stream with a hole (a
+        nats-server that dropped or reset messages after its disk filled) is deleted and
+        published again from the store: the same messages at the same sequences, which the
+        projectors' positions still match. Returns whether it had to."""
+        state = (await self.js.stream_info(STREAM)).state
+        complete = state.messages == state.last_seq and (not state.messages or state.first_seq == 1)
+        if complete:
+            return False
+        log.error(
+            "relay: stream %s lost messages (holds %s of sequences 1..%s, first %s); "
+            "publishing it again from the event store",
+            STREAM,
+            state.messages,
+            state.last_seq,
+            state.first_seq,
+        )
+        await self.js.delete_stream(STREAM)
+        await self.js.add_stream(stream_config())
+        self.stats.stream_rebuilds += 1
+        return True
 
     async def run(self) -> None:
         """Publish until `stop()`; on any NATS failure wait briefly, re-read the stream, go on."""

@@ -247,3 +247,46 @@ def test_status_reports_no_lag_after_catch_up_and_the_backlog_while_the_relay_is
         wait_until(lambda: status(nats_home)["relay_lag_events"] == 0, what="lag 0 again")
     finally:
         stop(relay)
+
+
+@pytest.mark.parametrize("damage", ["first message deleted", "stream reset to empty"])
+def test_a_stream_that_lost_messages_is_published_again_from_the_store(
+    nats_home: Path, service: CommandService, endpoint: NatsEndpoint, damage: str
+) -> None:
+    """nats-server can drop or reset a stream's messages after its disk filled; the store is
+    the truth, so the relay makes the stream again with the same sequences."""
+    first_batch(service)
+    stored = stored_domain_events(service)
+    relay = start_ticketing(nats_home, "run", "relay")
+    try:
+        wait_until(lambda: len(read_stream(endpoint)) >= len(stored), what="the first batch")
+    finally:
+        stop(relay)
+
+    # Given the stream lost messages while the relay was away
+    async def break_stream() -> None:
+        nc = await connect(endpoint, "admin", name="test-damage", reconnect_forever=False)
+        try:
+            js = nc.jetstream(timeout=5)
+            if damage == "first message deleted":
+                await js.delete_msg(STREAM, 1)
+            else:
+                await js.purge_stream(STREAM)
+        finally:
+            await nc.close()
+
+    asyncio.run(break_stream())
+    assert [s.seq for s in read_stream(endpoint)] != list(range(1, len(stored) + 1))
+    # When the relay starts
+    relay = start_ticketing(nats_home, "run", "relay")
+    try:
+        wait_until(
+            lambda: [s.seq for s in read_stream(endpoint)] == list(range(1, len(stored) + 1)),
+            what="the stream published again",
+        )
+        # Then the stream mirrors the store again, sequence for sequence
+        assert_stream_mirrors_store(read_stream(endpoint), stored)
+    finally:
+        stop(relay)
+    log = (nats_home / "run-relay.log").read_text()
+    assert "lost messages" in log and "publishing it again from the event store" in log

@@ -101,6 +101,7 @@ def permissions_for(principal: Principal) -> Permissions:
                     *_STREAM_READ,
                     f"$JS.API.STREAM.CREATE.{STREAM}",
                     f"$JS.API.STREAM.UPDATE.{STREAM}",
+                    f"$JS.API.STREAM.DELETE.{STREAM}",  # to publish a damaged stream again
                     SERVICE_DISCOVERY,
                 ),
                 subscribe=(inbox, SERVICE_DISCOVERY),
