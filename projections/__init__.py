@@ -1,1 +1,2 @@
-"""Projections: relay, projectors, their stores and queries (built in later issues)."""
+"""The read side: the relay, the projector runner, the queue (SQLite) and analytics (DuckDB)
+stores and their queries, and the wire contract."""

@@ -1,1 +1,2 @@
-"""Replay and audit: history, as-of state, rebuild, verify, export (built in later issues)."""
+"""Replay and audit: history, as-of state, rebuild, verify (chains and projections),
+checkpoints and export."""

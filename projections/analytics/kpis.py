@@ -1,4 +1,4 @@
-"""KPI views over the analytics tables (DESIGN.md, "KPI definitions"; calendar time, UTC days).
+"""KPI views over the analytics tables (docs/kpis.md; calendar time, UTC days).
 
 Per-ticket numbers come from `ticket_facts` (one row per ticket, kept incrementally), so the
 views stay fast at millions of tickets; only the backlog reads `event_facts`, as a running sum.

@@ -648,7 +648,7 @@ def _opened_row(ticket_id: str, payload: dict[str, Any], at: int) -> dict[str, A
 
 
 def _evolve(row: dict[str, Any], payload: dict[str, Any], at: int) -> None:
-    """One event's effect on a ticket fact row (DESIGN.md, KPI definitions)."""
+    """One event's effect on a ticket fact row (docs/kpis.md)."""
     kind = payload["type"]
     if "to_status" in payload:
         _move(row, payload["to_status"], at)
@@ -702,7 +702,7 @@ def _comment(row: dict[str, Any], payload: dict[str, Any], at: int) -> None:
     author = (payload.get("actor") or {}).get("kind")
     if author == "agent":
         row["agent_replies"] += 1
-        # DESIGN: "if an agent opened the ticket, its second public agent reply" counts the
+        # docs/kpis.md: "if an agent opened the ticket, its second public agent reply" counts the
         # opening as the agent's first public comment, as Zendesk does with the description.
         # Here the description lives in TicketOpened, not in a CommentAdded, so for every
         # ticket the first reply is the first public agent CommentAdded (Zendesk parity).

@@ -2,8 +2,9 @@
 the figures this test computes straight from each file.
 
 The expectations never come from the importer: the file is read here with `csv`, and the
-definitions of the shipped mappings and of the status model (DESIGN.md) are restated in a few
-lines each. The only numbers taken on trust are the published ones in each SOURCE.txt."""
+definitions of the shipped mappings and of the status model (docs/status-model.md) are
+restated in a few lines each. The only numbers taken on trust are the published ones in each
+SOURCE.txt."""
 
 from __future__ import annotations
 
@@ -100,8 +101,8 @@ KEEP = object()
 
 @dataclass
 class Ticket:
-    """A ticket as DESIGN.md's rules make it: a change happens only when the ticket is not
-    closed, the change changes something, is allowed from the current status and is not dated
+    """A ticket as docs/status-model.md's rules make it: a change happens only when the ticket
+    is not closed, the change changes something, is allowed from the current status and is not dated
     before the latest change; anything else leaves the ticket as it was."""
 
     opened_at: datetime

@@ -1,6 +1,6 @@
 """Random command sequences against the Ticket aggregate and an independent model of its rules.
 
-The model is a dataclass of plain values written from DESIGN.md's "Ticket model" section (plus the
+The model is a dataclass of plain values written from docs/status-model.md (plus the
 documented refusals: closed is read-only, times never go backwards, customers write no internal
 notes); it never calls the aggregate. For every command it predicts either the refusal code or the
 events appended; after every step each ticket must agree with its model, count its events and
@@ -53,7 +53,8 @@ class Refused(Exception):  # noqa: N818 - a model outcome, not an error of the c
 
 @dataclass
 class Model:
-    """What DESIGN.md says a ticket's state is after each command; no aggregate code used."""
+    """What docs/status-model.md says a ticket's state is after each command; no aggregate
+    code used."""
 
     last_at: datetime
     priority: str

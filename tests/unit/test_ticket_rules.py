@@ -112,8 +112,9 @@ def status_event_for(source: Status, target: Status) -> type:
 
 
 def test_status_model_matches_the_design() -> None:
-    # Given the table in DESIGN.md: work moves freely between new/open/pending/on_hold (never
-    # back to new), anything unsolved can be solved, solved reopens or closes, closed is final.
+    # Given the table in docs/status-model.md: work moves freely between new/open/pending/on_hold
+    # (never back to new), anything unsolved can be solved, solved reopens or closes, closed is
+    # final.
     working = {Status.OPEN, Status.PENDING, Status.ON_HOLD}
     designed = {
         Status.NEW: frozenset(working | {Status.SOLVED}),

@@ -246,7 +246,8 @@ class Ticket(ChainedAggregate):
         command_id: str = "",
     ) -> None:
         """Erase a comment's text for a privacy request. Allowed on closed tickets too: privacy
-        outranks read-only; the store then erases the stored text (see replay/redaction.py)."""
+        outranks read-only; the store then erases the stored text
+        (see ticketing/store/erasure.py)."""
         comment = next((c for c in self.comments if c["comment_id"] == comment_id), None)
         if comment is None:
             raise errors.NotFoundError(
