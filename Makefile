@@ -33,7 +33,7 @@ types: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
-BENCHES := commands pipeline projectors replay import sla cli
+BENCHES := command_path pipeline projector_catch_up queue_latency kpi_latency replay_audit import sla cli
 
 bench: $(STAMP)
 	for b in $(BENCHES); do $(BIN)/python scripts/bench/$$b.py || exit 1; done

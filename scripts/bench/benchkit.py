@@ -1,11 +1,19 @@
-"""Helpers shared by the benchmarks: machine load, aims, and child processes of the project.
+"""Helpers shared by the benchmarks: machine load, aims, percentiles, and child processes of
+the project.
 
-Scripts put this folder at the END of sys.path (never first: its commands.py would shadow the
-project's `commands` package) and import from here."""
+Every benchmark prints one JSON object to stdout and its progress to stderr; `run_context`
+adds the machine's load before and after (neighbours on the shared 2-core machine stretch
+every wall-clock number). Files go under the system temporary directory (set TMPDIR to
+measure another disk).
+
+Run as a file, a script has this folder first on sys.path, so no file here is named after a
+package of the project (`commands`, `projections`, `replay`, `ticketing`)."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import os
 import platform
 import shutil
@@ -14,10 +22,15 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from commands import models as m
+    from commands.replies import Reply
+    from commands.service import CommandService
 
 
 def log(message: str) -> None:
@@ -87,7 +100,7 @@ def start_process(home: Path, args: list[str], log_name: str) -> subprocess.Pope
         return subprocess.Popen(
             [sys.executable, *args],
             env=ticketing_env(home),
-            cwd=home,  # never this folder: its commands.py would shadow the package
+            cwd=home,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -115,3 +128,60 @@ def log_tail(home: Path, log_name: str, size: int | None = 2000) -> str:
         return "(no log)"
     text = path.read_text(errors="replace")
     return text if size is None else text[-size:]
+
+
+def percentile(ordered: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of sorted values."""
+    rank = max(1, round(fraction * len(ordered) + 0.5))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def distribution_ms(seconds: Sequence[float]) -> dict[str, float | None]:
+    ordered = sorted(seconds)
+    if not ordered:
+        return {"p50_ms": None, "p99_ms": None, "max_ms": None}
+    return {
+        "p50_ms": round(percentile(ordered, 0.50) * 1000, 2),
+        "p99_ms": round(percentile(ordered, 0.99) * 1000, 2),
+        "max_ms": round(ordered[-1] * 1000, 2),
+    }
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def execute_checked(service: CommandService, group: Sequence[m.Command]) -> list[Reply]:
+    """Run a setup group through the command service; a refused command ends the bench."""
+    replies = service.execute_many(group)
+    for reply in replies:
+        if not reply.ok:
+            raise RuntimeError(f"setup command failed: {reply.to_json()}")
+    return replies
+
+
+def bench_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's argument parser, described by its docstring's first line, with the two
+    options every one has: `--smoke` (tiny sizes for CI) and `--keep` (its temporary root)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    parser.add_argument("--smoke", action="store_true", help="tiny run for CI (< 60 s)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    return parser
+
+
+def bench_main(
+    name: str,
+    args: argparse.Namespace,
+    headline: str,
+    run: Callable[[argparse.Namespace, Path], dict[str, Any]],
+) -> int:
+    """Say what runs, run it in a fresh temporary root, log each aim, print the JSON result."""
+    log(headline)
+    with temporary_root(name, keep=args.keep) as root:
+        result = run(args, root)
+    for aim_name, entry in result["aims"].items():
+        met = "met" if entry["met"] else "MISSED"
+        log(f"{aim_name}: {entry['value']} (aim {entry['aim']}) {met}")
+    print(json.dumps(result))
+    return 0

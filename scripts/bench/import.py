@@ -13,7 +13,7 @@ What is measured, in one process and one run, on the SQLite default store (`sync
   batch).
 - **one_commit_per_command**: the same runner and the same commands, but its `send` calls
   `CommandService.execute` once per command (one transaction each): the core's plain rate, as
-  `scripts/bench/commands.py` measures it.
+  `scripts/bench/command_path.py` measures it.
 
 `commands_per_s` and `events_per_s` are the commands sent and the domain events they appended
 (the replies' events) divided by the time spent inside `send`, that is in the command path;
@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import platform
 import shutil
 import sys
@@ -45,25 +44,20 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-# Run as a file, this script's folder comes first on sys.path, and commands.py beside it would
-# shadow the project's `commands` package: drop the folder before importing the project.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-from commands import models as m  # noqa: E402
-from commands.replies import Reply  # noqa: E402
-from ticketing.importing.mapping import load_mapping  # noqa: E402
-from ticketing.importing.runner import (  # noqa: E402
+from commands import models as m
+from commands.replies import Reply
+from ticketing.importing.mapping import load_mapping
+from ticketing.importing.runner import (
     DEFAULT_WINDOW,
     ImportReport,
     ImportRunner,
     ProgressFile,
     progress_path,
 )
-from ticketing.runtime.bootstrap import build_command_service  # noqa: E402
-from ticketing.settings import Settings  # noqa: E402
+from ticketing.runtime.bootstrap import build_command_service
+from ticketing.settings import Settings
 
-ROOT = Path(_HERE).parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EVENTLOGS = ROOT.parent / "shared" / "data" / "eventlogs"
 LOGS = {
     "uci498": (

@@ -82,7 +82,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchkit import (  # this folder still heads sys.path here
+import nats.errors
+import nats.js.errors
+from benchkit import (
     aim,
     log,
     log_tail,
@@ -92,28 +94,20 @@ from benchkit import (  # this folder still heads sys.path here
     stop_process,
     temporary_root,
 )
+from nats.js.api import StorageType, StreamConfig
 
-# Run as a file, this script's folder comes first on sys.path, and its sibling commands.py
-# would shadow the project's `commands` package: drop the folder before importing the project.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-import nats.errors  # noqa: E402
-import nats.js.errors  # noqa: E402
-from nats.js.api import StorageType, StreamConfig  # noqa: E402
-
-from commands import models as m  # noqa: E402
-from commands.client import TicketingClient  # noqa: E402
-from commands.command_log import ticket_id_for  # noqa: E402
-from commands.service import CommandService  # noqa: E402
-from projections.payloads import PUBLISHED_TOPICS  # noqa: E402
-from projections.relay import Relay  # noqa: E402
-from ticketing.domain.values import ActorKind, SlaTier, Visibility  # noqa: E402
-from ticketing.nats.connect import NatsEndpoint, connect  # noqa: E402
-from ticketing.nats.roles import STREAM, read_credentials  # noqa: E402
-from ticketing.nats.server import EmbeddedNats  # noqa: E402
-from ticketing.runtime.bootstrap import build_application, build_command_service  # noqa: E402
-from ticketing.settings import Settings  # noqa: E402
+from commands import models as m
+from commands.client import TicketingClient
+from commands.command_log import ticket_id_for
+from commands.service import CommandService
+from projections.payloads import PUBLISHED_TOPICS
+from projections.relay import Relay
+from ticketing.domain.values import ActorKind, SlaTier, Visibility
+from ticketing.nats.connect import NatsEndpoint, connect
+from ticketing.nats.roles import STREAM, read_credentials
+from ticketing.nats.server import EmbeddedNats
+from ticketing.runtime.bootstrap import build_application, build_command_service
+from ticketing.settings import Settings
 
 CASES = (1, 16, 64)
 AIM_RATIO_64 = 2.0

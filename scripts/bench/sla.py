@@ -69,50 +69,44 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import random
 import sqlite3
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchkit import (  # this folder still heads sys.path
+from benchkit import (
+    chunks,
+    execute_checked,
     log,
     machine_load,
     run_context,
     temporary_root,
 )
 
-# Run as a file, this script's folder comes first on sys.path, and its sibling commands.py
-# would shadow the project's `commands` package: drop the folder before importing the project.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+from commands import models as m
+from commands.command_log import ticket_id_for
+from commands.policy_publishing import publish_commands
+from projections.analytics.store import AnalyticsStore
+from projections.queue.store import QueueStore
+from projections.stream_event import StreamEvent
+from replay.stream import stream_batches
+from ticketing.domain.events import AGGREGATE_KIND_OF
+from ticketing.domain.values import ActorKind, Priority, SlaTier, Status
+from ticketing.runtime.bootstrap import build_command_service
+from ticketing.settings import Settings
+from ticketing.sla.catalog import SlaCatalog
+from ticketing.sla.policy_file import load_policy_file
+from ticketing.sla.timeline import TicketSla
+from ticketing.workers.outbox import Action, AutomationStore, iso
+from ticketing.workers.sla_monitor import SlaMonitor
 
-from commands import models as m  # noqa: E402
-from commands.command_log import ticket_id_for  # noqa: E402
-from commands.policy_publishing import publish_commands  # noqa: E402
-from commands.replies import Reply  # noqa: E402
-from commands.service import CommandService  # noqa: E402
-from projections.analytics.store import AnalyticsStore  # noqa: E402
-from projections.queue.store import QueueStore  # noqa: E402
-from projections.stream_event import StreamEvent  # noqa: E402
-from replay.stream import stream_batches  # noqa: E402
-from ticketing.domain.events import AGGREGATE_KIND_OF  # noqa: E402
-from ticketing.domain.values import ActorKind, Priority, SlaTier, Status  # noqa: E402
-from ticketing.runtime.bootstrap import build_command_service  # noqa: E402
-from ticketing.settings import Settings  # noqa: E402
-from ticketing.sla.catalog import SlaCatalog  # noqa: E402
-from ticketing.sla.policy_file import load_policy_file  # noqa: E402
-from ticketing.sla.timeline import TicketSla  # noqa: E402
-from ticketing.workers.outbox import Action, AutomationStore, iso  # noqa: E402
-from ticketing.workers.sla_monitor import SlaMonitor  # noqa: E402
-
-POLICY_FILE = Path(_HERE).parents[1] / "mappings" / "sla.example.toml"
+POLICY_FILE = Path(__file__).resolve().parents[2] / "mappings" / "sla.example.toml"
 GROUP = 128  # tickets per wave (distinct aggregates per execute_many group)
 MONITOR_BATCH = 1000  # as `ticketing run sla-monitor` (the Projector default)
 QUEUE_BATCH = 1000  # as `ticketing run queue-projector`
@@ -128,11 +122,6 @@ ACCOUNTS = (
 PRIORITIES = (Priority.LOW, Priority.NORMAL, Priority.NORMAL, Priority.HIGH, Priority.URGENT)
 AGENT = m.ActorModel(kind=ActorKind.AGENT, id="ana")
 SYSTEM = m.ActorModel(kind=ActorKind.SYSTEM, id="sla-bench")
-
-
-def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 # --- writing the two event stores ----------------------------------------------------------
@@ -184,14 +173,6 @@ def ticket_story(rng: random.Random, number: int, opened_at: datetime) -> list[m
 def ticket_stories(tickets: int, seed: int) -> list[list[m.Command]]:
     rng = random.Random(seed)
     return [ticket_story(rng, n, START + SPAN * n / tickets) for n in range(tickets)]
-
-
-def execute_checked(service: CommandService, group: Sequence[m.Command]) -> list[Reply]:
-    replies = service.execute_many(group)
-    for reply in replies:
-        if not reply.ok:
-            raise RuntimeError(f"setup command failed: {reply.to_json()}")
-    return replies
 
 
 def write_store(home: Path, stories: list[list[m.Command]], with_policy: bool) -> dict[str, Any]:

@@ -3,10 +3,10 @@ plain store read and DuckDB ingest rates, and a rebuild of 1,000,000 events.
 
 Run as a file, never imported:
 
-    .venv/bin/python scripts/bench/replay.py                  # 200,000 events, then 1M
-    .venv/bin/python scripts/bench/replay.py --smoke          # 5,000 events, no 1M, for CI
-    .venv/bin/python scripts/bench/replay.py --events 500000 --skip-million
-    .venv/bin/python scripts/bench/replay.py --profile        # + cProfile on stderr
+    .venv/bin/python scripts/bench/replay_audit.py                  # 200,000 events, then 1M
+    .venv/bin/python scripts/bench/replay_audit.py --smoke          # 5,000 events, no 1M, for CI
+    .venv/bin/python scripts/bench/replay_audit.py --events 500000 --skip-million
+    .venv/bin/python scripts/bench/replay_audit.py --profile        # + cProfile on stderr
 
 Everything happens on the durable SQLite event store (synchronous=FULL) in one fresh
 temporary directory, removed afterwards (`--keep` keeps it).
@@ -95,7 +95,6 @@ import cProfile
 import io
 import itertools
 import json
-import os
 import pstats
 import random
 import resource
@@ -110,7 +109,9 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from benchkit import (  # this folder still heads sys.path here
+import duckdb
+import pyarrow as pa
+from benchkit import (
     aim,
     log,
     machine_load,
@@ -118,26 +119,18 @@ from benchkit import (  # this folder still heads sys.path here
     temporary_root,
 )
 
-# Run as a file, this script's folder comes first on sys.path, and its sibling commands.py
-# would shadow the project's `commands` package: drop the folder before importing the project.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-import duckdb  # noqa: E402
-import pyarrow as pa  # noqa: E402
-
-import replay.rebuild as rebuild_module  # noqa: E402
-from commands.command_log import CommandRecord, ticket_id_for  # noqa: E402
-from projections.analytics.row_groups import ROW_GROUP_ROWS  # noqa: E402
-from projections.analytics.store import EVENT_FACTS, SCHEMA, AnalyticsStore  # noqa: E402
-from projections.payloads import PUBLISHED_TOPICS  # noqa: E402
-from projections.queue.store import QueueStore  # noqa: E402
-from replay.chain import verify_aggregate, verify_store  # noqa: E402
-from replay.checkpoint import CheckpointLog, write_checkpoint  # noqa: E402
-from replay.history import history, ticket_as_of  # noqa: E402
-from replay.rebuild import rebuild_analytics, rebuild_queue  # noqa: E402
-from replay.stream import BATCH  # noqa: E402
-from ticketing.cli.demo_day import (  # noqa: E402
+import replay.rebuild as rebuild_module
+from commands.command_log import CommandRecord, ticket_id_for
+from projections.analytics.row_groups import ROW_GROUP_ROWS
+from projections.analytics.store import EVENT_FACTS, SCHEMA, AnalyticsStore
+from projections.payloads import PUBLISHED_TOPICS
+from projections.queue.store import QueueStore
+from replay.chain import verify_aggregate, verify_store
+from replay.checkpoint import CheckpointLog, write_checkpoint
+from replay.history import history, ticket_as_of
+from replay.rebuild import rebuild_analytics, rebuild_queue
+from replay.stream import BATCH
+from ticketing.cli.demo_day import (
     ACCOUNTS,
     CATEGORY_TEAM,
     CHANNELS,
@@ -145,10 +138,10 @@ from ticketing.cli.demo_day import (  # noqa: E402
     SUBJECTS,
     TEAMS,
 )
-from ticketing.domain.account import Account  # noqa: E402
-from ticketing.domain.events import event_payload  # noqa: E402
-from ticketing.domain.ticket import Ticket  # noqa: E402
-from ticketing.domain.values import (  # noqa: E402
+from ticketing.domain.account import Account
+from ticketing.domain.events import event_payload
+from ticketing.domain.ticket import Ticket
+from ticketing.domain.values import (
     Actor,
     ActorKind,
     Priority,
@@ -156,9 +149,9 @@ from ticketing.domain.values import (  # noqa: E402
     Status,
     Visibility,
 )
-from ticketing.runtime.bootstrap import build_application  # noqa: E402
-from ticketing.settings import Settings  # noqa: E402
-from ticketing.store.application import TicketingApplication, replay_events  # noqa: E402
+from ticketing.runtime.bootstrap import build_application
+from ticketing.settings import Settings
+from ticketing.store.application import TicketingApplication, replay_events
 
 AIM_REPLAY_MS = 10.0
 AIM_RATIO = 0.5

@@ -2,9 +2,9 @@
 
 Run as a file, never imported:
 
-    .venv/bin/python scripts/bench/commands.py                  # 300 lifecycles on SQLite
-    .venv/bin/python scripts/bench/commands.py --smoke          # 5 lifecycles, for CI
-    .venv/bin/python scripts/bench/commands.py --store postgres \
+    .venv/bin/python scripts/bench/command_path.py                  # 300 lifecycles on SQLite
+    .venv/bin/python scripts/bench/command_path.py --smoke          # 5 lifecycles, for CI
+    .venv/bin/python scripts/bench/command_path.py --store postgres \
         --postgres-url postgresql://postgres@127.0.0.1:5432/test
 
 What is measured, in one process and one run, on a durable store:
@@ -78,19 +78,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-# Run as a file, this script's folder comes first on sys.path, and this file (commands.py)
-# would shadow the project's `commands` package: drop the folder before importing the project.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate
 
-from eventsourcing.application import Application  # noqa: E402
-from eventsourcing.domain import Aggregate  # noqa: E402
-
-from commands import models as m  # noqa: E402
-from commands.command_log import ticket_id_for  # noqa: E402
-from commands.replies import Reply  # noqa: E402
-from ticketing.domain.ticket import Ticket  # noqa: E402
-from ticketing.domain.values import (  # noqa: E402
+from commands import models as m
+from commands.command_log import ticket_id_for
+from commands.replies import Reply
+from ticketing.domain.ticket import Ticket
+from ticketing.domain.values import (
     Actor,
     ActorKind,
     Priority,
@@ -98,8 +93,8 @@ from ticketing.domain.values import (  # noqa: E402
     Status,
     Visibility,
 )
-from ticketing.runtime.bootstrap import build_command_service  # noqa: E402
-from ticketing.settings import Settings  # noqa: E402
+from ticketing.runtime.bootstrap import build_command_service
+from ticketing.settings import Settings
 
 AIM = 0.7
 LONG_TICKET_AIM = 1.5
