@@ -426,3 +426,23 @@ def test_agent_bad_input_is_one_error_line(ticketing: Cli) -> None:
         result = ticketing.invoke(*args)
         assert isinstance(result.exception, CliError), result.output
         assert result.exception.code == code
+
+
+def test_show_names_where_an_imported_ticket_came_from(ticketing: Cli) -> None:
+    from commands import models as m
+    from ticketing.runtime.bootstrap import build_command_service
+
+    ticketing.ok("account", "create", "acme", "--name", "Acme")
+    service = build_command_service(Settings(home=ticketing.home))
+    try:
+        opened = m.OpenTicket(
+            account_id="acme", requester="bob@acme.example", subject="old", external_id="snow:INC1"
+        )
+        ticket = service.execute(opened).ticket_id
+    finally:
+        service.app.close()
+    assert ticket is not None
+    card = dict(
+        line.split(None, 1) for line in ticketing.ok("show", ticket).splitlines() if line[:1] != " "
+    )
+    assert card["external_id"] == "snow:INC1"

@@ -34,6 +34,7 @@ _CARD = [
     "rating",
     "reopen_count",
     "follow_up_of",
+    "external_id",
     "opened_at",
     "updated_at",
     "version",
@@ -78,7 +79,7 @@ def ticket_text(
             return output.rating_text(ticket["rating"])
         if key in ("opened_at", "updated_at"):
             return local(ticket[key], zone)
-        return ticket[key]
+        return ticket.get(key)  # external_id is missing from tickets opened before it existed
 
     lines = [f"{key.ljust(_WIDTH)}  {output.cell(value(key))}" for key in _CARD]
     description = (ticket.get("description") or "").strip()
