@@ -35,19 +35,11 @@ READ_TICKET = "read_ticket"
 """The pseudo-command for reading one ticket (state, history, log)."""
 
 _STAFF = (ActorKind.AGENT, ActorKind.SYSTEM, ActorKind.AUTOMATION, ActorKind.AI, ActorKind.API)
-_PEOPLE_AND_SERVICES = (ActorKind.AGENT, ActorKind.SYSTEM, ActorKind.API)
-C, A, S, AU, AI, API = (
-    ActorKind.CUSTOMER,
-    ActorKind.AGENT,
-    ActorKind.SYSTEM,
-    ActorKind.AUTOMATION,
-    ActorKind.AI,
-    ActorKind.API,
-)
 
 
 def _row(customer: Rule, staff: Rule = Rule.ALLOW, **overrides: Rule) -> dict[ActorKind, Rule]:
-    row = {C: customer, **{kind: staff for kind in _STAFF}}
+    """A table row: the customer's cell, every staff kind's, then named exceptions."""
+    row = {ActorKind.CUSTOMER: customer, **{kind: staff for kind in _STAFF}}
     row.update({ActorKind(kind): rule for kind, rule in overrides.items()})
     return row
 

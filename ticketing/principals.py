@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
@@ -165,7 +164,7 @@ class Principals:
     def get(self, name: str) -> Principal | None:
         return self.by_name.get(name)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Principal]:
         return iter(self.by_name.values())
 
     @classmethod
