@@ -57,6 +57,8 @@ def test_quick_start_demo_runs_the_whole_stack_and_stops_it(tmp_path: Path) -> N
     assert "projections caught up with stream sequence" in out
     assert re.search(r"^TICKET\s+PRIORITY\s+STATUS", out, re.M)
     assert re.search(r"^all\s+first_reply\s+\d+", out, re.M)
+    assert "published the SLA policy in sla.example.toml" in out
+    assert "no SLA clocks yet" not in out
     assert "did not stop" not in out
     assert re.search(r"^stopped$", out, re.M)
     assert not (home / "nats" / "server.json").exists()  # the embedded server was stopped

@@ -183,7 +183,7 @@ def show_queue(settings: Settings, limit: int = 15) -> str:
     return f"{table}\n({limit} of {len(tickets)} shown; `ticketing queue` lists them all)"
 
 
-EXAMPLE_POLICY = Path(__file__).resolve().parents[1] / "mappings" / "sla.example.toml"
+EXAMPLE_POLICY = Path(__file__).resolve().parents[2] / "mappings" / "sla.example.toml"
 
 
 def publish_example_policy(
