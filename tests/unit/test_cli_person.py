@@ -389,3 +389,19 @@ def test_the_queue_limit_help_names_the_queues_own_maximum(ticketing: Cli) -> No
 
     assert f"1 to {MAX_LIMIT:,}" in " ".join(ticketing.ok("queue", "--help").split())
     assert "--version" in ticketing.ok("--help") and "show" in ticketing.ok("--help")
+
+
+@pytest.mark.parametrize("skew", ["soon", "-5", "90000"])
+def test_a_bad_clock_skew_is_a_configuration_error_naming_the_variable(
+    tmp_path: Path, skew: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ticketing.cli", "--home", str(tmp_path / "h"), "principals"],
+        env={**CLEAN_ENV, "TICKETING_CLOCK_SKEW": skew},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == exit_codes.USAGE
+    assert result.stderr.startswith("error: configuration_error: TICKETING_CLOCK_SKEW must be")
+    assert not (tmp_path / "h").exists()
