@@ -19,7 +19,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from commands import models as m
@@ -205,11 +205,24 @@ def test_hostile_payloads_from_every_principal_never_hurt_the_service_or_a_neigh
         seen: dict[str, int] = {}
         running = stack
 
+        # Each kind of refusal is tried at least once, whatever the random examples find.
+        customer_prioritizes = json.dumps(
+            {
+                "ticket_id": ticket,
+                "priority": "urgent",
+                "actor": {"kind": "customer", "id": "bob@acme.example"},
+                "command_id": f"hostile-{uuid4()}",
+            }
+        ).encode()
+
         @settings(
             max_examples=120,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         )
+        @example(sender="caller", attack=("prioritize_ticket", customer_prioritizes), tag=1)
+        @example(sender="analyst", attack=("prioritize_ticket", customer_prioritizes), tag=2)
+        @example(sender="caller", attack=("prioritize_ticket", b'{"priority": 5}'), tag=3)
         @given(
             sender=st.sampled_from(SENDERS + SILENCED),
             attack=hostile(ticket),
